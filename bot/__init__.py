@@ -1,0 +1,1 @@
+"""The Slack adapter over the orchestrator (slack-bolt, async)."""

@@ -1,0 +1,78 @@
+"""The orchestrator library: plan a request with an LLM, approve, run, report. No Slack inside."""
+
+from ._actions import LogNotifier, Notifier
+from ._config import OrchestratorConfig
+from ._errors import (
+    ConfigError,
+    DuplicateMessageError,
+    LLMError,
+    NotAllowedError,
+    NotPendingError,
+    OrchestratorError,
+    PlanningError,
+    PlanValidationError,
+    ShellRefusedError,
+    StepError,
+    StoreError,
+    TaskNotFoundError,
+    TransitionError,
+)
+from ._events import (
+    ConfirmationRequested,
+    Event,
+    PhaseChanged,
+    PlanReplaced,
+    StepChanged,
+    TaskFinished,
+)
+from ._llm import LLM, OpenAILLM
+from ._models import Completion, Step, Task, Transition
+from ._orchestrator import Orchestrator
+from ._phases import PHASE_TRANSITIONS, STEP_TRANSITIONS, Action, Phase, StepState, Tier
+from ._sqlite import SqliteStore
+from ._store import Store, open_store
+from ._summary import plan_text, step_line, summary_text
+
+__all__ = [
+    "LLM",
+    "PHASE_TRANSITIONS",
+    "STEP_TRANSITIONS",
+    "Action",
+    "Completion",
+    "ConfigError",
+    "ConfirmationRequested",
+    "DuplicateMessageError",
+    "Event",
+    "LLMError",
+    "LogNotifier",
+    "NotAllowedError",
+    "NotPendingError",
+    "Notifier",
+    "OpenAILLM",
+    "Orchestrator",
+    "OrchestratorConfig",
+    "OrchestratorError",
+    "Phase",
+    "PhaseChanged",
+    "PlanReplaced",
+    "PlanValidationError",
+    "PlanningError",
+    "ShellRefusedError",
+    "SqliteStore",
+    "Step",
+    "StepChanged",
+    "StepError",
+    "StepState",
+    "Store",
+    "StoreError",
+    "Task",
+    "TaskFinished",
+    "TaskNotFoundError",
+    "Tier",
+    "Transition",
+    "TransitionError",
+    "open_store",
+    "plan_text",
+    "step_line",
+    "summary_text",
+]

@@ -1,0 +1,35 @@
+"""The orchestrator's limits and policies, one frozen value passed in by the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    """Limits, budgets and who may decide. Defaults match the settings table in DESIGN.md."""
+
+    model: str = "gpt-4o-mini"
+    max_steps: int = 12
+    max_parallel: int = 4
+    step_timeout_s: float = 300.0
+    max_replans: int = 2
+    confirm_timeout_s: float = 900.0
+    # Budgets per task. Steps counts every run, replans included.
+    step_budget: int = 36
+    token_budget: int = 200_000
+    task_timeout_s: float = 3600.0
+    # Transient LLM errors (429, 5xx, timeouts): attempts and exponential backoff with jitter.
+    llm_attempts: int = 3
+    retry_base_s: float = 0.5
+    retry_max_s: float = 8.0
+    llm_request_timeout_s: float = 120.0
+    # Shell steps: binaries allowed (empty = shell refused) and how much output is kept.
+    shell_allow: frozenset[str] = frozenset()
+    shell_output_cap: int = 16_000
+    # Who may approve, reject, cancel or confirm any task, besides its requester.
+    approvers: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_shell_enabled(self) -> bool:
+        return bool(self.shell_allow)

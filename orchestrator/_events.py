@@ -1,0 +1,93 @@
+"""Events the orchestrator publishes after each committed change, and the bus that fans them out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from ._phases import Phase, StepState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PhaseChanged:
+    """A task moved to another phase."""
+
+    task_id: str
+    old: Phase
+    new: Phase
+    actor: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StepChanged:
+    """A step moved to another state."""
+
+    task_id: str
+    step_id: str
+    old: StepState
+    new: StepState
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfirmationRequested:
+    """A risky step waits for a person to run or skip it before `deadline` (epoch seconds)."""
+
+    task_id: str
+    step_id: str
+    deadline: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanReplaced:
+    """The remaining work of a task was replanned after a failure."""
+
+    task_id: str
+    plan_version: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    """A task reached a terminal phase; `summary` is the closing text."""
+
+    task_id: str
+    phase: Phase
+    summary: str
+
+
+Event = PhaseChanged | StepChanged | ConfirmationRequested | PlanReplaced | TaskFinished
+
+
+class EventBus:
+    """Fan-out of events to every subscriber's own queue; a slow subscriber never blocks others."""
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[Event]] = set()
+
+    def publish(self, event: Event) -> None:
+        """Hand the event to every subscriber."""
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
+        """`async with bus.subscribe() as events: async for e in events: ...`."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._queues.add(queue)
+
+        async def events() -> AsyncIterator[Event]:
+            while True:
+                yield await queue.get()
+
+        try:
+            yield events()
+        finally:
+            self._queues.discard(queue)

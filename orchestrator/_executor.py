@@ -1,0 +1,420 @@
+"""Runs approved tasks: steps in dependency order and in parallel, to a terminal phase."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from ._actions import ActionRunner
+from ._config import OrchestratorConfig
+from ._errors import NotPendingError, OrchestratorError, PlanningError
+from ._events import ConfirmationRequested, EventBus, PlanReplaced, StepChanged
+from ._graph import dependents, ready_steps
+from ._models import Step, Task
+from ._phases import STEP_TRANSITIONS, Phase, StepState, check_state
+from ._planner import Planner
+from ._retry import with_retries
+from ._run import TaskRun
+from ._store import Store
+
+log = logging.getLogger(__name__)
+SYSTEM = "orchestrator"
+Outcome = tuple[Phase, str | None]
+PhaseWriter = Callable[[str, Phase, Phase, str, str | None], Awaitable[None]]
+Finisher = Callable[[str], Awaitable[None]]
+
+
+class Executor:
+    """Owns every executing task's run; the only writer of step states."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        planner: Planner,
+        actions: ActionRunner,
+        config: OrchestratorConfig,
+        write_phase: PhaseWriter,
+        on_finished: Finisher,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._planner = planner
+        self._actions = actions
+        self._config = config
+        self._write_phase = write_phase
+        self._on_finished = on_finished
+        self._runs: dict[str, TaskRun] = {}
+
+    def is_running(self, task_id: str) -> bool:
+        return task_id in self._runs
+
+    def start(self, task: Task, *, started_at: float) -> None:
+        """Run an executing task in the background."""
+        run = TaskRun.of(task, started_at=started_at)
+        self._runs[task.id] = run
+        run.main = asyncio.create_task(self._main(run), name=f"task-{task.id}")
+
+    async def resume(self, task: Task, *, started_at: float) -> None:
+        """Start a task a crash interrupted: LLM steps re-run, side effects ask first."""
+        run = TaskRun.of(task, started_at=started_at)
+        reason = "interrupted by a restart"
+        for step in run.in_state(StepState.RUNNING):
+            if step.action.has_side_effects:
+                await self._ask(run, step.id, f"{reason}; it may have run already")
+            else:
+                await self._move(run, step.id, StepState.PENDING, reason=f"{reason}; runs again")
+        self._runs[task.id] = run
+        run.main = asyncio.create_task(self._main(run), name=f"task-{task.id}")
+
+    async def stop(self, task_id: str) -> None:
+        """Interrupt a cancelled task's work and wait until its steps are closed."""
+        run = self._runs.get(task_id)
+        if run is None or run.main is None:
+            return
+        if run.drive is not None:
+            run.drive.cancel()
+        await asyncio.wait({run.main})
+
+    async def shutdown(self) -> None:
+        """Stop every run without touching its stored state, so recovery picks it up."""
+        runs = list(self._runs.values())
+        for run in runs:
+            run.is_shutdown = True
+            if run.main is not None:
+                run.main.cancel()
+        await asyncio.gather(*(r.main for r in runs if r.main), return_exceptions=True)
+
+    async def wait_idle(self, task_id: str) -> None:
+        """Return once the task's run (if any) has closed its steps and reported."""
+        run = self._runs.get(task_id)
+        if run is not None and run.main is not None:
+            await asyncio.wait({run.main})
+
+    def confirm(self, task_id: str, step_id: str, *, actor: str, is_run: bool) -> None:
+        """Hand a person's Run/Skip answer to the waiting step."""
+        run = self._runs.get(task_id)
+        step = run.steps.get(step_id) if run else None
+        if run is None or step is None or step.state is not StepState.AWAITING_CONFIRMATION:
+            state = step.state.value if step else "unknown"
+            raise NotPendingError(
+                f"step {step_id} is not waiting for confirmation ({state})",
+                task_id=task_id,
+                step_id=step_id,
+            )
+        future = run.confirmation(step_id)
+        if future.done():
+            raise NotPendingError(
+                f"step {step_id} was already answered", task_id=task_id, step_id=step_id
+            )
+        future.set_result((actor, is_run))
+
+    async def _main(self, run: TaskRun) -> None:
+        task_id = run.task.id
+        try:
+            run.drive = asyncio.create_task(self._drive_within_budget(run))
+            try:
+                phase, reason = await run.drive
+            except asyncio.CancelledError:
+                if run.is_shutdown or not run.drive.cancelled():
+                    raise
+                phase, reason = Phase.CANCELLED, None
+            if phase is not Phase.CANCELLED:
+                try:
+                    await self._write_phase(task_id, Phase.EXECUTING, phase, SYSTEM, reason)
+                except NotPendingError:
+                    phase = Phase.CANCELLED  # a cancel won the race; its phase stands
+            await self._close_steps(run, phase, reason)
+            await self._on_finished(task_id)
+        except asyncio.CancelledError:
+            if not run.is_shutdown:
+                raise
+        except Exception:
+            # Whatever happens, the task ends in a terminal phase.
+            log.exception("task %s crashed", task_id)
+            await self._write_phase(
+                task_id, Phase.EXECUTING, Phase.FAILED, SYSTEM, "internal error"
+            )
+            await self._on_finished(task_id)
+        finally:
+            self._runs.pop(task_id, None)
+
+    async def _drive_within_budget(self, run: TaskRun) -> Outcome:
+        limit = self._config.task_timeout_s
+        try:
+            async with asyncio.timeout(max(0.0, run.started_at + limit - time.time())):
+                return await self._drive(run)
+        except TimeoutError:
+            return Phase.FAILED, f"budget exceeded: the task ran longer than {limit:g}s"
+
+    async def _drive(self, run: TaskRun) -> Outcome:
+        semaphore = asyncio.Semaphore(self._config.max_parallel)
+        try:
+            while True:
+                for step in self._startable(run):
+                    run.running[step.id] = asyncio.create_task(self._step(run, step.id, semaphore))
+                if not run.running:
+                    break
+                done, _ = await asyncio.wait(
+                    run.running.values(), return_when=asyncio.FIRST_COMPLETED
+                )
+                self._reap(run, done)
+                if run.budget_error:
+                    return Phase.FAILED, run.budget_error
+                failed = run.in_state(StepState.FAILED)
+                if failed:
+                    await self._settle(run)
+                    if run.replans >= self._config.max_replans:
+                        first = failed[0]
+                        return Phase.FAILED, f"step {first.id} failed: {first.reason}"
+                    try:
+                        await self._replan(run, failed)
+                    except PlanningError as err:
+                        return Phase.FAILED, f"replanning failed: {err.reason}"
+        finally:
+            await _cancel_all(run.running.values())
+            run.running.clear()
+        return Phase.COMPLETED, None
+
+    def _startable(self, run: TaskRun) -> list[Step]:
+        waiting = run.in_state(StepState.AWAITING_CONFIRMATION)
+        return [s for s in [*ready_steps(run.plan), *waiting] if s.id not in run.running]
+
+    def _reap(self, run: TaskRun, done: Iterable[asyncio.Task[None]]) -> None:
+        for step_id, task in list(run.running.items()):
+            if task in done:
+                del run.running[step_id]
+                task.result()  # a bug in _step surfaces here, not silently
+
+    async def _settle(self, run: TaskRun) -> None:
+        """Let running siblings finish; steps not yet started will be replanned or skipped."""
+        for step_id, task in run.running.items():
+            if run.steps[step_id].state is not StepState.RUNNING:
+                task.cancel()
+        if run.running:
+            done, _ = await asyncio.wait(run.running.values())
+            for task in done:
+                if not task.cancelled():
+                    task.result()
+        run.running.clear()
+        for future in run.confirmations.values():
+            future.cancel()
+        run.confirmations.clear()
+
+    async def _step(self, run: TaskRun, step_id: str, semaphore: asyncio.Semaphore) -> None:
+        step = run.steps[step_id]
+        actor = SYSTEM
+        if step.tier.needs_confirmation:
+            decided_by = await self._confirmed_by(run, step_id)
+            if decided_by is None:
+                return
+            actor = decided_by
+        async with semaphore:
+            if not self._within_budgets(run):
+                return
+            attempts = run.steps[step_id].attempts + 1
+            if not await self._move(
+                run, step_id, StepState.RUNNING, actor=actor, attempts=attempts
+            ):
+                return
+            run.steps_run += 1
+            await self._attempt(run, run.steps[step_id])
+
+    async def _attempt(self, run: TaskRun, step: Step) -> None:
+        cfg = self._config
+        inputs = [run.steps[d] for d in step.depends_on]
+        retries = 0
+
+        def count_retry(_err: OrchestratorError, _n: int) -> None:
+            nonlocal retries
+            retries += 1
+
+        try:
+            async with asyncio.timeout(cfg.step_timeout_s):
+                outcome = await with_retries(
+                    lambda: self._actions.run(run.task, step, inputs),
+                    attempts=cfg.llm_attempts,
+                    base_s=cfg.retry_base_s,
+                    cap_s=cfg.retry_max_s,
+                    on_retry=count_retry,
+                )
+        except TimeoutError:
+            await self._fail(run, step.id, f"timed out after {cfg.step_timeout_s:g}s")
+        except OrchestratorError as err:
+            await self._fail(run, step.id, err.reason)
+        except Exception as exc:
+            log.exception("step %s of task %s crashed", step.id, run.task.id)
+            await self._fail(run, step.id, f"internal error: {type(exc).__name__}")
+        else:
+            run.tokens += outcome.tokens
+            await self._move(
+                run,
+                step.id,
+                StepState.COMPLETED,
+                output=outcome.output,
+                tokens=outcome.tokens,
+                attempts=step.attempts + retries,
+            )
+            self._within_budgets(run)
+
+    def _within_budgets(self, run: TaskRun) -> bool:
+        cfg = self._config
+        if run.steps_run >= cfg.step_budget:
+            run.budget_error = run.budget_error or (
+                f"budget exceeded: {run.steps_run} steps run, at most {cfg.step_budget}"
+            )
+        elif run.tokens > cfg.token_budget:
+            run.budget_error = run.budget_error or (
+                f"budget exceeded: {run.tokens} tokens used, at most {cfg.token_budget}"
+            )
+        return run.budget_error is None
+
+    async def _fail(self, run: TaskRun, step_id: str, reason: str) -> None:
+        await self._move(run, step_id, StepState.FAILED, reason=reason)
+        await self._skip_dependents(run, step_id, f"needs {step_id}, which failed")
+
+    async def _skip_dependents(self, run: TaskRun, step_id: str, reason: str) -> None:
+        for dep_id in sorted(dependents(run.plan, step_id)):
+            if run.steps[dep_id].state is StepState.PENDING:
+                await self._move(run, dep_id, StepState.SKIPPED, reason=reason)
+
+    async def _ask(self, run: TaskRun, step_id: str, reason: str) -> float:
+        """Move a step to awaiting confirmation and announce it; returns the deadline."""
+        deadline = time.time() + self._config.confirm_timeout_s
+        await self._move(
+            run, step_id, StepState.AWAITING_CONFIRMATION, reason=reason, confirm_deadline=deadline
+        )
+        self._bus.publish(ConfirmationRequested(run.task.id, step_id, deadline, reason))
+        return deadline
+
+    async def _confirmed_by(self, run: TaskRun, step_id: str) -> str | None:
+        """Wait for a person to run the step: who did, or None when skipped or expired."""
+        step = run.steps[step_id]
+        if step.state is StepState.PENDING:
+            deadline = await self._ask(run, step_id, f"{step.tier.value} step: run or skip?")
+        else:
+            deadline = step.confirm_deadline or time.time() + self._config.confirm_timeout_s
+        future = run.confirmation(step_id)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.time())):
+                actor, is_run = await asyncio.shield(future)
+        except TimeoutError:
+            future.cancel()  # a late answer now finds the step closed
+            timeout = self._config.confirm_timeout_s
+            reason = f"confirmation expired: nobody answered within {timeout:g}s"
+            await self._store.record_decision(
+                run.task.id, "expired", actor=SYSTEM, step_id=step_id, reason=reason
+            )
+            await self._move(run, step_id, StepState.SKIPPED, reason=reason)
+            await self._skip_dependents(run, step_id, f"needs {step_id}, which was skipped")
+            return None
+        await self._store.record_decision(
+            run.task.id, "run" if is_run else "skip", actor=actor, step_id=step_id, reason=None
+        )
+        if is_run:
+            return actor
+        await self._move(run, step_id, StepState.SKIPPED, actor=actor, reason=f"skipped by {actor}")
+        await self._skip_dependents(run, step_id, f"needs {step_id}, which was skipped")
+        return None
+
+    async def _replan(self, run: TaskRun, failed: list[Step]) -> None:
+        for step in run.in_state(StepState.PENDING, StepState.AWAITING_CONFIRMATION):
+            await self._move(run, step.id, StepState.SKIPPED, reason="replaced by a new plan")
+        completed = run.in_state(StepState.COMPLETED)
+        replaced = [s.id for s in run.plan if s.state is not StepState.COMPLETED]
+        version = run.plan_version + 1
+        result = await self._planner.replan(
+            run.task.request,
+            completed=completed,
+            failed=failed,
+            taken_ids=set(run.steps),
+            plan_version=version,
+        )
+        run.tokens += result.tokens
+        await self._store.add_tokens(run.task.id, result.tokens)
+        offset = max(s.position for s in run.steps.values()) + 1
+        steps = [s.evolve(position=offset + s.position) for s in result.steps]
+        reason = "replanned after " + ", ".join(f"{s.id} failed" for s in failed)
+        await self._store.save_plan(
+            run.task.id, steps, plan_version=version, replaced=replaced, actor=SYSTEM, reason=reason
+        )
+        for step_id in replaced:
+            run.steps[step_id] = run.steps[step_id].evolve(is_superseded=True)
+        run.steps.update({s.id: s for s in steps})
+        run.replans += 1
+        run.plan_version = version
+        self._bus.publish(PlanReplaced(run.task.id, version, reason))
+        self._within_budgets(run)
+
+    async def _close_steps(self, run: TaskRun, phase: Phase, reason: str | None) -> None:
+        """Give every unfinished step of an ended task its final state."""
+        for step in run.plan:
+            if step.state.is_terminal:
+                continue
+            if step.state is StepState.RUNNING or phase is Phase.CANCELLED:
+                why = "the task was cancelled" if phase is Phase.CANCELLED else reason
+                await self._move(run, step.id, StepState.CANCELLED, reason=why)
+            else:
+                await self._move(run, step.id, StepState.SKIPPED, reason=f"not run: {reason}")
+
+    async def _move(
+        self,
+        run: TaskRun,
+        step_id: str,
+        new: StepState,
+        *,
+        actor: str = SYSTEM,
+        reason: str | None = None,
+        output: str | None = None,
+        attempts: int | None = None,
+        confirm_deadline: float | None = None,
+        tokens: int = 0,
+    ) -> bool:
+        """The one writer of step states: check the table, compare-and-set, mirror, publish."""
+        step = run.steps[step_id]
+        check_state(step.state, new)
+        is_set = await self._store.set_step(
+            run.task.id,
+            step_id,
+            old=step.state,
+            new=new,
+            actor=actor,
+            reason=reason,
+            output=output,
+            attempts=attempts,
+            confirm_deadline=confirm_deadline,
+            tokens=tokens,
+        )
+        if not is_set:
+            return await self._retry_move(run, step_id, new, actor=actor, reason=reason)
+        run.steps[step_id] = step.evolve(
+            state=new,
+            reason=reason,
+            output=output if output is not None else step.output,
+            attempts=attempts if attempts is not None else step.attempts,
+            confirm_deadline=confirm_deadline,
+        )
+        self._bus.publish(StepChanged(run.task.id, step_id, step.state, new, reason))
+        return True
+
+    async def _retry_move(
+        self, run: TaskRun, step_id: str, new: StepState, *, actor: str, reason: str | None
+    ) -> bool:
+        """The stored state differs from the mirror (a write landed for a cancelled caller)."""
+        stored = (await self._store.get_task(run.task.id)).step(step_id)
+        log.info("step %s of task %s is %s in the store", step_id, run.task.id, stored.state.value)
+        run.steps[step_id] = stored
+        if stored.state is new or new not in STEP_TRANSITIONS[stored.state]:
+            return False
+        return await self._move(run, step_id, new, actor=actor, reason=reason)
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)

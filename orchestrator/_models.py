@@ -1,0 +1,110 @@
+"""The plan schema the LLM returns (pydantic, at the boundary) and the task records inside."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._phases import Action, Phase, StepState, Tier
+
+
+class StepSpec(BaseModel):
+    """One step as the LLM proposes it. Action and tier stay strings until the graph checks."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    description: str = Field(min_length=1)
+    action: str
+    input: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+    tier: str | None = None
+
+
+class PlanSpec(BaseModel):
+    """The whole plan as the LLM returns it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    steps: list[StepSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step of a task's plan, as stored."""
+
+    id: str
+    description: str
+    action: Action
+    input: str
+    depends_on: tuple[str, ...]
+    tier: Tier
+    state: StepState = StepState.PENDING
+    output: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    plan_version: int = 1
+    position: int = 0
+    is_superseded: bool = False
+    confirm_deadline: float | None = None
+
+    def evolve(self, **changes: Any) -> Step:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A request, its plan and where it stands."""
+
+    id: str
+    scope: str
+    requester: str
+    request: str
+    phase: Phase
+    created_at: float
+    updated_at: float
+    reason: str | None = None
+    plan_version: int = 0
+    replans: int = 0
+    tokens_used: int = 0
+    steps_run: int = 0
+    steps: tuple[Step, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def plan(self) -> tuple[Step, ...]:
+        """The steps of the current plan: all but those a replan replaced."""
+        return tuple(s for s in self.steps if not s.is_superseded)
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id (raises KeyError when there is none)."""
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of the append-only log: a phase or step change, or a decision, with who and why."""
+
+    task_id: str
+    kind: str  # "phase" | "step" | "decision"
+    old: str | None
+    new: str
+    actor: str
+    at: float
+    step_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one LLM call returned."""
+
+    text: str
+    tokens: int

@@ -1,0 +1,260 @@
+"""The facade: the public verbs, and `_set_phase`, the one writer of a task's phase."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+
+from ._actions import ActionRunner, LogNotifier, Notifier
+from ._config import OrchestratorConfig
+from ._errors import NotAllowedError, NotPendingError, OrchestratorError
+from ._events import Event, EventBus, PhaseChanged, TaskFinished
+from ._executor import SYSTEM, Executor
+from ._llm import LLM
+from ._models import Task, Transition
+from ._phases import Phase, check_phase
+from ._planner import Planner
+from ._store import Store
+from ._summary import summary_text
+
+log = logging.getLogger(__name__)
+
+
+class Orchestrator:
+    """Plans requests, waits for approval, runs plans and reports, durably."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        llm: LLM,
+        config: OrchestratorConfig | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config or OrchestratorConfig()
+        self._store = store
+        self._bus = EventBus()
+        self._planner = Planner(llm, self.config)
+        self._executor = Executor(
+            store=store,
+            bus=self._bus,
+            planner=self._planner,
+            actions=ActionRunner(llm, self.config, notifier or LogNotifier()),
+            config=self.config,
+            write_phase=self._set_phase,
+            on_finished=self._finish,
+        )
+        self._planning: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        """Open the store and pick up every task a previous process left unfinished."""
+        await self._store.open()
+        for task in await self._store.list_tasks(phases=(Phase.PLANNING, Phase.EXECUTING)):
+            if task.phase is Phase.PLANNING:
+                self._plan_in_background(task)
+            else:
+                await self._executor.resume(task, started_at=await self._started_at(task.id))
+        log.info("orchestrator started")
+
+    async def close(self) -> None:
+        """Stop taking work and leave what runs recoverable, then close the store."""
+        for planning in self._planning.values():
+            planning.cancel()
+        await asyncio.gather(*self._planning.values(), return_exceptions=True)
+        await self._executor.shutdown()
+        await self._store.close()
+
+    async def __aenter__(self) -> Orchestrator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def submit(
+        self,
+        request: str,
+        *,
+        requester: str,
+        scope: str,
+        message_keys: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+    ) -> Task:
+        """Record a request and plan it in the background; the task comes back in `planning`.
+
+        `message_keys` name the chat message; a key seen before raises `DuplicateMessageError`.
+        """
+        now = time.time()
+        task = Task(
+            id=uuid.uuid4().hex[:12],
+            scope=scope,
+            requester=requester,
+            request=request,
+            phase=Phase.PLANNING,
+            created_at=now,
+            updated_at=now,
+            meta=dict(meta or {}),
+        )
+        await self._store.create_task(task, message_keys=message_keys)
+        self._plan_in_background(task)
+        return task
+
+    async def approve(self, task_id: str, *, user: str) -> Task:
+        """Start an awaiting plan. A second approval raises `NotPendingError` naming the first."""
+        task = await self._authorized(task_id, user, "approve")
+        await self._set_phase(task_id, Phase.AWAITING_APPROVAL, Phase.EXECUTING, user, "approved")
+        task = await self._store.get_task(task_id)
+        self._executor.start(task, started_at=time.time())
+        return task
+
+    async def reject(self, task_id: str, *, user: str) -> Task:
+        """Discard an awaiting plan."""
+        await self._authorized(task_id, user, "reject")
+        await self._set_phase(task_id, Phase.AWAITING_APPROVAL, Phase.CANCELLED, user, "rejected")
+        await self._finish(task_id)
+        return await self._store.get_task(task_id)
+
+    async def cancel(self, task_id: str, *, user: str) -> Task:
+        """Stop a task in any live phase; work in flight is interrupted within two seconds."""
+        task = await self._authorized(task_id, user, "cancel")
+        if task.phase.is_terminal:
+            raise await self._not_pending(task_id, expected=task.phase)
+        await self._set_phase(task_id, task.phase, Phase.CANCELLED, user, "cancelled")
+        planning = self._planning.get(task_id)
+        if planning is not None:
+            planning.cancel()
+        if self._executor.is_running(task_id):
+            await self._executor.stop(task_id)
+        else:
+            await self._finish(task_id)
+        return await self._store.get_task(task_id)
+
+    async def confirm_step(self, task_id: str, step_id: str, *, user: str, run: bool) -> None:
+        """A person's answer to a risky step: run it, or skip it."""
+        await self._authorized(task_id, user, "confirm steps of")
+        self._executor.confirm(task_id, step_id, actor=user, is_run=run)
+
+    async def get_task(self, task_id: str) -> Task:
+        """The task and its steps; `TaskNotFoundError` when unknown."""
+        return await self._store.get_task(task_id)
+
+    async def pending(self, scope: str) -> list[Task]:
+        """Plans awaiting approval in a scope, oldest first."""
+        return await self._store.list_tasks(scope=scope, phases=(Phase.AWAITING_APPROVAL,))
+
+    async def list_tasks(
+        self, *, scope: str | None = None, phases: Collection[Phase] | None = None
+    ) -> list[Task]:
+        """Tasks by scope and phase, oldest first."""
+        return await self._store.list_tasks(scope=scope, phases=phases)
+
+    async def history(self, task_id: str) -> list[Transition]:
+        """Every phase change, step change and decision of the task, with who, when and why."""
+        return await self._store.history(task_id)
+
+    async def claim_message(self, *keys: str) -> bool:
+        """Record chat message keys that make no task; False when any was seen before."""
+        return await self._store.claim_messages(keys)
+
+    async def set_meta(self, task_id: str, key: str, value: str) -> None:
+        """Attach a string to a task (a chat adapter's message ids, say)."""
+        await self._store.set_meta(task_id, key, value)
+
+    def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
+        """`async with orch.subscribe() as events:` every event published from then on."""
+        return self._bus.subscribe()
+
+    def may_act(self, task: Task, user: str) -> bool:
+        """Whether `user` may approve, reject, cancel or confirm steps of `task`."""
+        return user == task.requester or user in self.config.approvers
+
+    async def wait(self, task_id: str, phases: Collection[Phase], *, timeout: float) -> Task:
+        """The task once it is in one of `phases` (a terminal one also ends the wait)."""
+        async with asyncio.timeout(timeout), self._bus.subscribe() as events:
+            task = await self._store.get_task(task_id)
+            while task.phase not in phases and not task.phase.is_terminal:
+                event = await anext(events)
+                if isinstance(event, (PhaseChanged, TaskFinished)) and event.task_id == task_id:
+                    task = await self._store.get_task(task_id)
+            if task.phase.is_terminal and task.phase not in phases:
+                # Return after the summary is out, so callers see the steps' final states.
+                await self._executor.wait_idle(task_id)
+                task = await self._store.get_task(task_id)
+            return task
+
+    async def _set_phase(
+        self, task_id: str, old: Phase, new: Phase, actor: str, reason: str | None
+    ) -> None:
+        """The one writer of a task's phase: table check, compare-and-set, then the event."""
+        check_phase(old, new)
+        if not await self._store.set_phase(task_id, old=old, new=new, actor=actor, reason=reason):
+            raise await self._not_pending(task_id, expected=old)
+        self._bus.publish(PhaseChanged(task_id, old, new, actor, reason))
+
+    async def _not_pending(self, task_id: str, *, expected: Phase) -> NotPendingError:
+        task = await self._store.get_task(task_id)
+        moves = [t for t in await self._store.history(task_id) if t.kind == "phase"]
+        last = moves[-1] if moves else None
+        by = f", {last.reason or last.new} by {last.actor}" if last and last.actor != SYSTEM else ""
+        err = NotPendingError(
+            f"this task is no longer {expected.value} ({task.phase.value}{by})",
+            task_id=task_id,
+            old=expected,
+            new=task.phase,
+        )
+        err.actor = last.actor if last else None
+        return err
+
+    async def _authorized(self, task_id: str, user: str, verb: str) -> Task:
+        task = await self._store.get_task(task_id)
+        if not self.may_act(task, user):
+            raise NotAllowedError(
+                f"only the requester or an approver may {verb} this task", task_id=task_id
+            )
+        return task
+
+    async def _finish(self, task_id: str) -> None:
+        task = await self._store.get_task(task_id)
+        self._bus.publish(TaskFinished(task_id, task.phase, summary_text(task)))
+
+    async def _started_at(self, task_id: str) -> float:
+        moves = await self._store.history(task_id)
+        started = [t.at for t in moves if t.kind == "phase" and t.new == Phase.EXECUTING.value]
+        return started[-1] if started else time.time()
+
+    def _plan_in_background(self, task: Task) -> None:
+        planning = asyncio.create_task(self._plan(task), name=f"plan-{task.id}")
+        self._planning[task.id] = planning
+        planning.add_done_callback(lambda _: self._planning.pop(task.id, None))
+
+    async def _plan(self, task: Task) -> None:
+        try:
+            if task.plan_version == 0:
+                result = await self._planner.build_plan(task.request)
+                await self._store.add_tokens(task.id, result.tokens)
+                await self._store.save_plan(task.id, result.steps, plan_version=1, actor=SYSTEM)
+            await self._set_phase(task.id, Phase.PLANNING, Phase.AWAITING_APPROVAL, SYSTEM, None)
+        except NotPendingError:
+            return  # cancelled while planning
+        except OrchestratorError as err:
+            await self._fail_planning(task.id, err.reason)
+        except Exception as exc:
+            log.exception("planning task %s crashed", task.id)
+            await self._fail_planning(task.id, f"internal error: {type(exc).__name__}")
+
+    async def _fail_planning(self, task_id: str, reason: str) -> None:
+        try:
+            await self._set_phase(task_id, Phase.PLANNING, Phase.FAILED, SYSTEM, reason)
+        except NotPendingError:
+            return
+        await self._finish(task_id)

@@ -1,0 +1,102 @@
+"""The store interface: everything the orchestrator persists goes through these methods.
+
+A backend (SQLite now, PostgreSQL later) implements `Store`; nothing else touches the database.
+Writes return only once committed, so nothing is acknowledged unwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from ._errors import ConfigError
+from ._models import Step, Task, Transition
+from ._phases import Phase, StepState
+from ._sqlite import SqliteStore
+
+
+class Store(Protocol):
+    """Durable state of tasks, steps, the transition log and seen chat messages."""
+
+    async def open(self) -> None:
+        """Connect and migrate."""
+
+    async def close(self) -> None:
+        """Flush pending writes and disconnect."""
+
+    async def create_task(self, task: Task, *, message_keys: Sequence[str] = ()) -> None:
+        """Insert a new task; `DuplicateMessageError` (naming the task) if a key was seen."""
+
+    async def claim_messages(self, keys: Sequence[str]) -> bool:
+        """Record chat message keys; False when any was recorded before."""
+
+    async def get_task(self, task_id: str) -> Task:
+        """The task with its steps; `TaskNotFoundError` when there is none."""
+
+    async def list_tasks(
+        self, *, scope: str | None = None, phases: Collection[Phase] | None = None
+    ) -> list[Task]:
+        """Tasks in a scope and/or phases, oldest first."""
+
+    async def set_phase(
+        self, task_id: str, *, old: Phase, new: Phase, actor: str, reason: str | None
+    ) -> bool:
+        """Compare-and-set the phase and log it; False when the stored phase is not `old`."""
+
+    async def save_plan(
+        self,
+        task_id: str,
+        steps: Sequence[Step],
+        *,
+        plan_version: int,
+        replaced: Collection[str] = (),
+        actor: str,
+        reason: str | None = None,
+    ) -> None:
+        """Add a plan's steps, mark `replaced` step ids superseded, and set the plan version."""
+
+    async def set_step(
+        self,
+        task_id: str,
+        step_id: str,
+        *,
+        old: StepState,
+        new: StepState,
+        actor: str,
+        reason: str | None = None,
+        output: str | None = None,
+        attempts: int | None = None,
+        confirm_deadline: float | None = None,
+        tokens: int = 0,
+    ) -> bool:
+        """Compare-and-set a step's state (with its output) and log it; False if not `old`."""
+
+    async def add_tokens(self, task_id: str, tokens: int) -> None:
+        """Count tokens spent on a task outside its steps (planning)."""
+
+    async def record_decision(
+        self, task_id: str, decision: str, *, actor: str, step_id: str | None, reason: str | None
+    ) -> None:
+        """Log a person's decision (approve, reject, cancel, run, skip) with who and when."""
+
+    async def set_meta(self, task_id: str, key: str, value: str) -> None:
+        """Attach a string to a task for its client (a chat adapter's message ids, say)."""
+
+    async def history(self, task_id: str) -> list[Transition]:
+        """The task's transition log, oldest first."""
+
+
+def open_store(url: str) -> Store:
+    """The store for a `DATABASE_URL` (`sqlite:///relative.db`, `sqlite:////abs/path.db`)."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path:
+            return SqliteStore(path)
+    if url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(
+            "DATABASE_URL: PostgreSQL is not supported yet; use sqlite:///orchestrator.db"
+        )
+    raise ConfigError(
+        f"DATABASE_URL: {url!r} is not a database URL; use sqlite:///orchestrator.db "
+        "or sqlite:////absolute/path.db"
+    )
