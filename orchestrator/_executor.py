@@ -207,7 +207,8 @@ class Executor:
     async def _step(self, run: TaskRun, step_id: str, semaphore: asyncio.Semaphore) -> None:
         step = run.steps[step_id]
         actor = SYSTEM
-        if step.tier.needs_confirmation:
+        # A recovered side effect waits in AWAITING_CONFIRMATION whatever its tier.
+        if step.tier.needs_confirmation or step.state is StepState.AWAITING_CONFIRMATION:
             decided_by = await self._confirmed_by(run, step_id)
             if decided_by is None:
                 return

@@ -89,12 +89,20 @@ def map_openai_error(exc: openai.APIError, *, has_format: bool) -> LLMError:
         return LLMError(f"the model call failed: {type(exc).__name__}")
     status = exc.status_code
     return LLMError(
-        f"the model server answered {status}: {_short(exc.message)}",
+        f"the model server answered {status}: {_short(_server_message(exc))}",
         retryable=status == 429 or status >= 500,
         retry_after=_retry_after(exc),
         # 400/422 on a structured-output request is how servers say they lack json_schema.
         is_format_refused=has_format and status in (400, 422),
     )
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    """The server's own words (the `error.message` of its body), without the client's prefix."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return exc.message
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

@@ -186,7 +186,7 @@ class Orchestrator:
                 event = await anext(events)
                 if isinstance(event, (PhaseChanged, TaskFinished)) and event.task_id == task_id:
                     task = await self._store.get_task(task_id)
-            if task.phase.is_terminal and task.phase not in phases:
+            if task.phase.is_terminal:
                 # Return after the summary is out, so callers see the steps' final states.
                 await self._executor.wait_idle(task_id)
                 task = await self._store.get_task(task_id)

@@ -30,8 +30,10 @@ _TASK_COLUMNS = (
 class SqliteStore:
     """`Store` on one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_batch: int = 512) -> None:
+        """`max_batch` caps the writes per commit; 1 turns group commit off (for comparison)."""
         self._path = str(path)
+        self._max_batch = max_batch
         self._write: aiosqlite.Connection | None = None
         self._read: aiosqlite.Connection | None = None
         self._writer: GroupWriter | None = None
@@ -47,7 +49,7 @@ class SqliteStore:
         except Exception as exc:
             await self.close()
             raise StoreError(f"cannot open the database {self._path}: {exc}") from exc
-        self._writer = GroupWriter(self._write)
+        self._writer = GroupWriter(self._write, max_batch=self._max_batch)
         self._writer.start()
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ from ._errors import OrchestratorError, StoreError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
-_MAX_BATCH = 512
+_MAX_BATCH = 512  # bounds a transaction's size and the latency of the last write in it
 
 
 class GroupWriter:
@@ -25,8 +25,9 @@ class GroupWriter:
     and its operations retried one by one, so one bad write never sinks its neighbours.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, max_batch: int = _MAX_BATCH) -> None:
         self._conn = conn
+        self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -55,7 +56,7 @@ class GroupWriter:
             if item is None:
                 return
             batch = [item]
-            while len(batch) < _MAX_BATCH and not self._queue.empty():
+            while len(batch) < self._max_batch and not self._queue.empty():
                 more = self._queue.get_nowait()
                 if more is None:
                     await self._commit(batch)

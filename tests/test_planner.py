@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import openai
 import pytest
 
 from orchestrator import Action, OpenAILLM, OrchestratorConfig, PlanningError, StepState, Tier
-from orchestrator._planner import Planner, extract_json
+from orchestrator._planner import Planner, PlanResult, extract_json
 from tests.conftest import TEST_CONFIG
 from tests.fakes.openai_server import FakeOpenAI, Reply
-
-
-def step(id: str, *deps: str, action: str = "research", tier: str = "read", **kw: str) -> dict:
-    return {
-        "id": id,
-        "description": kw.get("description", f"do {id}"),
-        "action": action,
-        "input": kw.get("input", f"input of {id}"),
-        "depends_on": list(deps),
-        "tier": tier,
-    }
+from tests.helpers import step
 
 
 @pytest.fixture
@@ -188,7 +179,7 @@ async def test_a_replan_may_depend_on_completed_steps_but_not_reuse_their_ids(
     assert "more than once" in fake_openai.requests[-1]["messages"][-1]["content"]
 
 
-async def _plan(planner: Planner, fake: FakeOpenAI, *steps: dict) -> object:
+async def _plan(planner: Planner, fake: FakeOpenAI, *steps: dict[str, Any]) -> PlanResult:
     fake.script(Reply.plan(*steps))
     return await planner.build_plan("x")
 

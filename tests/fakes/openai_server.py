@@ -45,6 +45,8 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.aborted = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.rejects_json_schema = False
         self.responder: Responder | None = None
         self.default = Reply("ok")
@@ -88,12 +90,16 @@ class FakeOpenAI:
         if self.rejects_json_schema and fmt == "json_schema":
             return _error(400, "response_format type json_schema is not supported", {})
         reply = await self._next_reply(body)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
         except asyncio.CancelledError:
             self.aborted += 1
             raise
+        finally:
+            self.in_flight -= 1
         if reply.status != 200:
             return _error(reply.status, reply.content, reply.headers)
         return web.json_response(
@@ -130,11 +136,35 @@ def _error(status: int, message: str, headers: dict[str, str]) -> web.Response:
 
 def step_request(body: dict[str, Any]) -> str | None:
     """The `Input:` line of a step request, or None for a planning request."""
-    system = body["messages"][0]["content"]
+    system: str = body["messages"][0]["content"]
     if "planner" in system:
         return None
-    user = body["messages"][1]["content"]
+    user: str = body["messages"][1]["content"]
     for line in user.splitlines():
         if line.startswith("Input: "):
             return line.removeprefix("Input: ")
     return ""
+
+
+class Router:
+    """A responder: planning requests get `plans` in order, steps get replies by their input.
+
+    A step's replies may be a list, served one per attempt; unknown inputs echo "done: <input>".
+    """
+
+    def __init__(
+        self, plans: list[Reply], steps: dict[str, Reply | list[Reply]] | None = None
+    ) -> None:
+        self._plans = deque(plans)
+        self._steps = {k: deque(v) if isinstance(v, list) else v for k, v in (steps or {}).items()}
+        self.step_calls: list[str] = []
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        step_input = step_request(body)
+        if step_input is None:
+            return self._plans.popleft()
+        self.step_calls.append(step_input)
+        reply = self._steps.get(step_input, Reply(f"done: {step_input}"))
+        if isinstance(reply, deque):
+            return reply.popleft() if len(reply) > 1 else reply[0]
+        return reply

@@ -1,0 +1,62 @@
+"""Small helpers shared by the scenario tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from orchestrator import Orchestrator, Phase, StepState, Task
+
+
+def step(
+    id: str, *deps: str, action: str = "research", tier: str = "read", **kw: str
+) -> dict[str, Any]:
+    """One step of a plan as the LLM would send it; `input` defaults to the id."""
+    return {
+        "id": id,
+        "description": kw.get("description", f"do {id}"),
+        "action": action,
+        "input": kw.get("input", id),
+        "depends_on": list(deps),
+        "tier": tier,
+    }
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Return once `check()` is true; polls, since what it watches publishes no event."""
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - the state polled has no event to wait on
+            await asyncio.sleep(0.01)
+
+
+async def eventually_step(
+    orch: Orchestrator, task_id: str, step_id: str, state: StepState, timeout: float = 5.0
+) -> Task:
+    """The task once `step_id` is in `state` (polls the store; fails after `timeout`)."""
+
+    async def is_there() -> bool:
+        task = await orch.get_task(task_id)
+        return any(s.id == step_id and s.state is state for s in task.steps)
+
+    await eventually(is_there, timeout)
+    return await orch.get_task(task_id)
+
+
+async def planned(orch: Orchestrator, request: str, **kw: Any) -> Task:
+    """Submit a request and return its task once the plan awaits approval."""
+    task = await orch.submit(request, requester=kw.pop("requester", "U1"), scope="C1:1", **kw)
+    task = await orch.wait(task.id, {Phase.AWAITING_APPROVAL}, timeout=5)
+    assert task.phase is Phase.AWAITING_APPROVAL, task.reason
+    return task
+
+
+async def run_to_end(orch: Orchestrator, task: Task, user: str = "U1") -> Task:
+    """Approve and return the task once it is terminal, its steps closed."""
+    await orch.approve(task.id, user=user)
+    return await orch.wait(task.id, {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}, timeout=10)
+
+
+def states(task: Task) -> dict[str, str]:
+    """Step id -> state wire name, for readable assertions."""
+    return {s.id: s.state.value for s in task.steps}
