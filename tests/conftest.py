@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from orchestrator import OpenAILLM, Orchestrator, OrchestratorConfig, SqliteStore
+from orchestrator import Notifier, OpenAILLM, Orchestrator, OrchestratorConfig, SqliteStore
 from tests.fakes.openai_server import FakeOpenAI
 
 # Fast retries and short waits, so tests of timing run in fractions of a second.
@@ -45,12 +45,13 @@ async def make_orchestrator(
     """Start orchestrators on one database file; all are closed at the end of the test."""
     started: list[Orchestrator] = []
 
-    async def make(**config: Any) -> Orchestrator:
+    async def make(notifier: Notifier | None = None, **config: Any) -> Orchestrator:
         cfg = OrchestratorConfig(**{**TEST_CONFIG.__dict__, **config})
         orch = Orchestrator(
             store=SqliteStore(tmp_path / "orchestrator.db"),
             llm=OpenAILLM(openai_client, model=cfg.model),
             config=cfg,
+            notifier=notifier,
         )
         await orch.start()
         started.append(orch)

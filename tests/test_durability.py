@@ -7,13 +7,14 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator import Phase, StepState
+from orchestrator import Phase, SqliteStore, StepState, Task
 from tests.conftest import MakeOrchestrator
 from tests.fakes import crash_worker
 from tests.fakes.openai_server import FakeOpenAI, Reply, step_request
@@ -109,3 +110,22 @@ async def test_a_task_killed_mid_step_is_recovered_without_redoing_or_losing_wor
     assert pending.phase is Phase.COMPLETED
 
     assert len(await orch.list_tasks()) == 3
+
+
+async def test_a_request_recorded_but_not_yet_planned_is_planned_after_a_restart(
+    make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    store = SqliteStore(tmp_path / "orchestrator.db")
+    await store.open()
+    now = time.time()
+    task = Task(
+        id="t1", scope="C1:1", requester="U1", request="x", phase=Phase.PLANNING,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    await store.create_task(task)  # the process died before planning it
+    await store.close()
+    fake_openai.script(Reply.plan(step("a")))
+    orch = await make_orchestrator()
+    planned = await orch.wait("t1", {Phase.AWAITING_APPROVAL}, timeout=5)
+    assert planned.phase is Phase.AWAITING_APPROVAL
+    assert [s.id for s in planned.steps] == ["a"]

@@ -15,6 +15,7 @@ from orchestrator import (
     NotPendingError,
     Phase,
     StepState,
+    Task,
     TaskFinished,
 )
 from tests.conftest import MakeOrchestrator
@@ -361,3 +362,27 @@ async def test_the_summary_says_what_each_step_did_and_what_failed(
     assert "[a] do a — completed: the answer is 42" in finished.summary
     assert "[b] do b — failed: the model server answered 400: refused" in finished.summary
     assert "[c] do c — skipped: needs b, which failed" in finished.summary
+
+
+class RecordingNotifier:
+    """A notifier that keeps what it was asked to post."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str]] = []
+
+    async def notify(self, task: Task, message: str) -> None:
+        self.posted.append((task.id, message))
+
+
+async def test_a_notify_step_posts_through_the_notifier_it_was_given(
+    make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = Router(
+        [Reply.plan(step("a"), step("n", "a", action="notify", input="all done", tier="read"))]
+    )
+    notifier = RecordingNotifier()
+    orch = await make_orchestrator(notifier=notifier)
+    task = await run_to_end(orch, await planned(orch, "x"))
+    assert task.phase is Phase.COMPLETED
+    assert task.step("n").tier.value == "write"  # the floor raised the LLM's "read"
+    assert notifier.posted == [(task.id, "all done")]
