@@ -1,6 +1,60 @@
-"""Entry point: `python -m bot`."""
+"""`python -m bot [run|shell|check]`: the composition root."""
 
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
 import sys
 
-# The Slack adapter and the terminal shell arrive with issue 4; until then say so plainly.
-sys.exit("The Slack bot is not built yet (issue 4). The orchestrator library is in orchestrator/.")
+from .check import run_check
+from .service import BotService
+from .settings import Settings, SettingsError, load_settings
+from .shell import run_shell
+
+USAGE = "usage: python -m bot [run|shell|check]"
+
+
+async def _serve(settings: Settings) -> int:
+    service = BotService(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await service.start()
+    await stopping.wait()
+    logging.getLogger(__name__).info("shutting down")
+    await service.stop()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Run the bot, the terminal shell, or the settings check."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    command = argv[0] if argv else "run"
+    if command not in ("run", "shell", "check"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if command == "check":
+        return asyncio.run(run_check(settings))
+    needed = settings.llm_problems()
+    if command == "run":
+        needed = settings.slack_problems() + needed
+    if needed:
+        print("\n".join(needed), file=sys.stderr)
+        return 2
+    if command == "shell":
+        logging.getLogger().setLevel(logging.WARNING)  # the terminal is the conversation
+        return asyncio.run(run_shell(settings))
+    return asyncio.run(_serve(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

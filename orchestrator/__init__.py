@@ -24,6 +24,7 @@ from ._events import (
     PlanReplaced,
     StepChanged,
     TaskFinished,
+    TaskSubmitted,
 )
 from ._llm import LLM, OpenAILLM
 from ._models import Completion, Step, Task, Transition
@@ -68,6 +69,7 @@ __all__ = [
     "Task",
     "TaskFinished",
     "TaskNotFoundError",
+    "TaskSubmitted",
     "Tier",
     "Transition",
     "TransitionError",

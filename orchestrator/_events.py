@@ -14,6 +14,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class TaskSubmitted:
+    """A request was recorded and its planning begins (the first event of every task)."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
 class PhaseChanged:
     """A task moved to another phase."""
 
@@ -32,6 +39,7 @@ class StepChanged:
     step_id: str
     old: StepState
     new: StepState
+    actor: str
     reason: str | None = None
 
 
@@ -63,7 +71,9 @@ class TaskFinished:
     summary: str
 
 
-Event = PhaseChanged | StepChanged | ConfirmationRequested | PlanReplaced | TaskFinished
+Event = (
+    TaskSubmitted | PhaseChanged | StepChanged | ConfirmationRequested | PlanReplaced | TaskFinished
+)
 
 
 class EventBus:

@@ -398,7 +398,7 @@ class Executor:
             attempts=attempts if attempts is not None else step.attempts,
             confirm_deadline=confirm_deadline,
         )
-        self._bus.publish(StepChanged(run.task.id, step_id, step.state, new, reason))
+        self._bus.publish(StepChanged(run.task.id, step_id, step.state, new, actor, reason))
         return True
 
     async def _retry_move(

@@ -13,7 +13,7 @@ from types import TracebackType
 from ._actions import ActionRunner, LogNotifier, Notifier
 from ._config import OrchestratorConfig
 from ._errors import NotAllowedError, NotPendingError, OrchestratorError
-from ._events import Event, EventBus, PhaseChanged, TaskFinished
+from ._events import Event, EventBus, PhaseChanged, TaskFinished, TaskSubmitted
 from ._executor import SYSTEM, Executor
 from ._llm import LLM
 from ._models import Task, Transition
@@ -106,6 +106,7 @@ class Orchestrator:
             meta=dict(meta or {}),
         )
         await self._store.create_task(task, message_keys=message_keys)
+        self._bus.publish(TaskSubmitted(task.id))
         self._plan_in_background(task)
         return task
 
@@ -153,10 +154,14 @@ class Orchestrator:
         return await self._store.list_tasks(scope=scope, phases=(Phase.AWAITING_APPROVAL,))
 
     async def list_tasks(
-        self, *, scope: str | None = None, phases: Collection[Phase] | None = None
+        self,
+        *,
+        scope: str | None = None,
+        scope_prefix: str | None = None,
+        phases: Collection[Phase] | None = None,
     ) -> list[Task]:
-        """Tasks by scope and phase, oldest first."""
-        return await self._store.list_tasks(scope=scope, phases=phases)
+        """Tasks by scope (exact, or by prefix) and phase, oldest first."""
+        return await self._store.list_tasks(scope=scope, scope_prefix=scope_prefix, phases=phases)
 
     async def history(self, task_id: str) -> list[Transition]:
         """Every phase change, step change and decision of the task, with who, when and why."""
@@ -201,18 +206,23 @@ class Orchestrator:
             raise await self._not_pending(task_id, expected=old)
         self._bus.publish(PhaseChanged(task_id, old, new, actor, reason))
 
+    async def decision(self, task_id: str) -> Transition | None:
+        """The last phase change a person made (approved, rejected, cancelled), if any."""
+        moves = [t for t in await self._store.history(task_id) if t.kind == "phase"]
+        people = [t for t in moves if t.actor != SYSTEM and t.old is not None]
+        return people[-1] if people else None
+
     async def _not_pending(self, task_id: str, *, expected: Phase) -> NotPendingError:
         task = await self._store.get_task(task_id)
-        moves = [t for t in await self._store.history(task_id) if t.kind == "phase"]
-        last = moves[-1] if moves else None
-        by = f", {last.reason or last.new} by {last.actor}" if last and last.actor != SYSTEM else ""
+        decision = await self.decision(task_id)
+        by = f", {decision.reason} by {decision.actor}" if decision else ""
         err = NotPendingError(
             f"this task is no longer {expected.value} ({task.phase.value}{by})",
             task_id=task_id,
             old=expected,
             new=task.phase,
         )
-        err.actor = last.actor if last else None
+        err.actor = decision.actor if decision else None
         return err
 
     async def _authorized(self, task_id: str, user: str, verb: str) -> Task:

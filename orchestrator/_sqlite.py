@@ -132,13 +132,21 @@ class SqliteStore:
         return tasks[0]
 
     async def list_tasks(
-        self, *, scope: str | None = None, phases: Collection[Phase] | None = None
+        self,
+        *,
+        scope: str | None = None,
+        scope_prefix: str | None = None,
+        phases: Collection[Phase] | None = None,
     ) -> list[Task]:
         where: list[str] = []
         params: list[Any] = []
         if scope is not None:
             where.append("scope = ?")
             params.append(scope)
+        if scope_prefix is not None:
+            # substr, not LIKE: scopes may hold % or _, which LIKE would treat as wildcards.
+            where.append("substr(scope, 1, ?) = ?")
+            params += [len(scope_prefix), scope_prefix]
         if phases is not None:
             where.append(f"phase IN ({_marks(len(phases))})")
             params.extend(p.value for p in phases)

@@ -34,9 +34,13 @@ class Store(Protocol):
         """The task with its steps; `TaskNotFoundError` when there is none."""
 
     async def list_tasks(
-        self, *, scope: str | None = None, phases: Collection[Phase] | None = None
+        self,
+        *,
+        scope: str | None = None,
+        scope_prefix: str | None = None,
+        phases: Collection[Phase] | None = None,
     ) -> list[Task]:
-        """Tasks in a scope and/or phases, oldest first."""
+        """Tasks in a scope (or scopes starting with a prefix) and/or phases, oldest first."""
 
     async def set_phase(
         self, task_id: str, *, old: Phase, new: Phase, actor: str, reason: str | None

@@ -1,0 +1,60 @@
+"""`python -m bot check`: settings valid, Slack reachable (auth.test), the LLM reachable."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import openai
+from slack_sdk.errors import SlackApiError
+
+from .service import build_llm_client
+from .settings import Settings
+from .slack_io import build_client
+
+
+async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """0 when all is well; otherwise 1, with one line per problem saying what to fix."""
+    problems = settings.slack_problems() + settings.llm_problems()
+    if not settings.slack_problems():
+        problems += await _check_slack(settings, out)
+    if not settings.llm_problems():
+        problems += await _check_llm(settings, out)
+    for problem in problems:
+        print(f"problem: {problem}", file=out)
+    if not problems:
+        print("all good", file=out)
+    return 1 if problems else 0
+
+
+async def _check_slack(settings: Settings, out: TextIO) -> list[str]:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
+    client = build_client(token, settings.slack_api_url)
+    try:
+        auth = await client.auth_test()
+    except SlackApiError as err:
+        error = err.response.get("error")
+        return [f"SLACK_BOT_TOKEN: Slack refused it ({error}); copy the bot token again"]
+    except Exception as exc:
+        return [f"SLACK_API_URL: cannot reach {settings.slack_api_url} ({type(exc).__name__})"]
+    print(f"slack: connected as {auth.get('user')} in {auth.get('team')}", file=out)
+    return []
+
+
+async def _check_llm(settings: Settings, out: TextIO) -> list[str]:
+    client = build_llm_client(settings)
+    try:
+        models = [m.id async for m in client.models.list()]
+    except openai.AuthenticationError:
+        return ["OPENAI_API_KEY: the server refused it; check the key"]
+    except openai.APIError as exc:
+        return [f"OPENAI_BASE_URL: cannot list models ({type(exc).__name__}); check the URL"]
+    finally:
+        await client.close()
+    found = "found" if settings.orch_model in models else "NOT among them"
+    print(f"llm: {len(models)} models; {settings.orch_model} {found}", file=out)
+    if settings.orch_model not in models and models:
+        return [
+            f"ORCH_MODEL: {settings.orch_model} is not served; pick one of {', '.join(models[:5])}"
+        ]
+    return []

@@ -1,0 +1,59 @@
+"""Buttons: Approve / Reject on a plan, Run step / Skip on a risky step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from ..conversation import Conversation, Reply
+from ..render import APPROVE, REJECT, RUN_STEP, SKIP_STEP
+from ..slack_io import SlackThreads
+from .replies import send
+
+
+def register(app: AsyncApp, conv: Conversation, threads: SlackThreads) -> None:
+    """One listener per action_id; the button's value names the task (or task|step)."""
+
+    @app.action(APPROVE)
+    async def on_approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        reply = await conv.decide("approve", action["value"], user=body["user"]["id"])
+        await _answer(threads, body, reply)
+
+    @app.action(REJECT)
+    async def on_reject(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        reply = await conv.decide("reject", action["value"], user=body["user"]["id"])
+        await _answer(threads, body, reply)
+
+    @app.action(RUN_STEP)
+    async def on_run(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await _confirm(conv, threads, body, action, run=True)
+
+    @app.action(SKIP_STEP)
+    async def on_skip(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await _confirm(conv, threads, body, action, run=False)
+
+
+async def _confirm(
+    conv: Conversation,
+    threads: SlackThreads,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    *,
+    run: bool,
+) -> None:
+    task_id, _, step_id = str(action["value"]).partition("|")
+    reply = await conv.confirm(task_id, step_id, user=body["user"]["id"], run=run)
+    await _answer(threads, body, reply)
+
+
+async def _answer(threads: SlackThreads, body: dict[str, Any], reply: Reply | None) -> None:
+    container = body.get("container", {})
+    message = body.get("message", {})
+    thread_ts = container.get("thread_ts") or message.get("thread_ts") or message.get("ts", "")
+    channel = body.get("channel", {}).get("id") or container.get("channel_id", "")
+    await send(threads, reply, channel=channel, thread_ts=thread_ts, user=body["user"]["id"])

@@ -1,0 +1,71 @@
+"""Mentions (new requests, or commands to the bot) and words typed in a task's thread."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+
+from ..conversation import Conversation, Reply, Where, parse_command, thread_scope
+from ..slack_io import SlackThreads
+from .replies import send
+
+_MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
+
+
+def register(app: AsyncApp, conv: Conversation, threads: SlackThreads) -> None:
+    """Add the message listeners, then a catch-all that acks every other event."""
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
+        await _mention(conv, threads, event, event_id=str(body.get("event_id", "")))
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
+        await _thread_message(conv, threads, event, bot_user_id=context.bot_user_id or "")
+
+    # Slack redelivers what nobody acks; every other event (edits, deletions, joins) is acked here.
+    @app.event(re.compile(".*"))
+    async def ignore_the_rest() -> None:
+        return None
+
+
+async def _mention(
+    conv: Conversation, threads: SlackThreads, event: dict[str, Any], *, event_id: str
+) -> None:
+    channel, ts, user = event["channel"], event["ts"], event.get("user", "")
+    thread_ts = event.get("thread_ts")
+    text = _MENTION.sub("", event.get("text", "")).strip()
+    reply_ts = thread_ts or ts
+    word = parse_command(text) if text else "help"
+    if word is not None:
+        if await conv.claim(channel, ts):
+            reply = await conv.command(word, user=user, where=Where(channel, thread_ts))
+            await send(threads, reply, channel=channel, thread_ts=reply_ts, user=user)
+        return
+    await conv.request(
+        text,
+        user=user,
+        where=Where(channel, reply_ts),
+        message_keys=[f"msg:{channel}:{ts}", f"event:{event_id}"],
+        meta={"channel": channel, "thread_ts": reply_ts},
+    )
+
+
+async def _thread_message(
+    conv: Conversation, threads: SlackThreads, event: dict[str, Any], *, bot_user_id: str
+) -> None:
+    # Edits, deletions, joins and other bots' messages carry a subtype or a bot_id: never acted on.
+    if event.get("subtype") or event.get("bot_id") or "thread_ts" not in event:
+        return
+    text = event.get("text", "")
+    if f"<@{bot_user_id}>" in text:
+        return  # a mention: the app_mention listener handles it
+    word = parse_command(text)
+    channel, thread_ts, user = event["channel"], event["thread_ts"], event.get("user", "")
+    if word is None or not await conv.has_tasks(thread_scope(channel, thread_ts)):
+        return  # ordinary chatter, or a thread the bot has no task in
+    if await conv.claim(channel, event["ts"]):
+        reply: Reply | None = await conv.command(word, user=user, where=Where(channel, thread_ts))
+        await send(threads, reply, channel=channel, thread_ts=thread_ts, user=user)

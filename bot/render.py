@@ -1,0 +1,296 @@
+"""Pure: tasks and events -> Slack messages (text + Block Kit). Every sentence users see is here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from orchestrator import Phase, Step, StepState, Task
+
+MAX_BLOCKS = 50  # Slack: at most 50 blocks per message
+MAX_TEXT = 3900  # Slack: keep a message's text under 4,000 characters
+SECTION_CHARS = 3000  # Slack: a section's text is at most 3,000 characters
+MIN_CUT = 24  # a description is never cut shorter than this
+
+APPROVE, REJECT = "approve_plan", "reject_plan"
+RUN_STEP, SKIP_STEP = "run_step", "skip_step"
+
+_STATE_MARKS = {
+    StepState.PENDING: "◻️",
+    StepState.RUNNING: "⏳",
+    StepState.AWAITING_CONFIRMATION: "✋",
+    StepState.COMPLETED: "✅",
+    StepState.FAILED: "❌",
+    StepState.SKIPPED: "⏭️",
+    StepState.CANCELLED: "⛔",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """What to post: the plain text (notification fallback) and optional blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters escaped, so user text never becomes a mention or link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` shortened to `limit` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: max(1, limit - 1)].rstrip() + "…"
+
+
+def fit(parts: Sequence[tuple[str, str]], limit: int) -> list[str]:
+    """Lines `head + body`, cutting the longest bodies until all fit in `limit`; none dropped."""
+    fixed = sum(len(h) for h, _ in parts) + max(0, len(parts) - 1)
+    cap = max((len(b) for _, b in parts), default=0)
+    while cap > MIN_CUT and fixed + sum(min(len(b), cap) for _, b in parts) > limit:
+        cap = max(MIN_CUT, cap * 9 // 10)
+    return [h + cut(b, cap) for h, b in parts]
+
+
+def _blocks(*blocks: Block) -> list[dict[str, Any]]:
+    """Block Kit dicts, validated by slack_sdk's models (to_dict checks their limits)."""
+    out = [b.to_dict() for b in blocks]
+    if len(out) > MAX_BLOCKS:
+        raise ValueError(f"{len(out)} blocks; Slack allows {MAX_BLOCKS}")
+    return out
+
+
+def _sections(lines: Sequence[str]) -> list[SectionBlock]:
+    """Lines packed into as few sections as Slack's section limit allows."""
+    sections: list[SectionBlock] = []
+    chunk = ""
+    for raw in lines:
+        line = cut(raw, SECTION_CHARS)
+        if chunk and len(chunk) + 1 + len(line) > SECTION_CHARS:
+            sections.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line
+    if chunk:
+        sections.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+    return sections
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
+    return ButtonElement(text=text, action_id=action_id, value=value, style=style)
+
+
+def _step_parts(steps: Sequence[Step], *, is_mrkdwn: bool) -> list[tuple[str, str]]:
+    parts = []
+    for n, s in enumerate(steps, start=1):
+        waits = ", ".join(s.depends_on) or "nothing"
+        code = "`" if is_mrkdwn else ""
+        head = f"{n}. [{s.id}] {code}{s.action.value}{code} · {s.tier.value} · waits for {waits}: "
+        parts.append((head, escape(s.description) if is_mrkdwn else s.description))
+    return parts
+
+
+def _plan_lines(task: Task, *, is_mrkdwn: bool) -> list[str]:
+    request = escape(task.request) if is_mrkdwn else task.request
+    title = f"Plan for <@{task.requester}>: " if is_mrkdwn else "Plan: "
+    return fit([(title, request), *_step_parts(task.plan, is_mrkdwn=is_mrkdwn)], MAX_TEXT)
+
+
+def planning(task: Task) -> Message:
+    """The first reply under a mention, replaced by the plan when it is ready."""
+    text = f"Planning… ({cut(task.request, 200)})"
+    return Message(text, _blocks(SectionBlock(text=MarkdownTextObject(text=escape(text)))))
+
+
+def plan(task: Task) -> Message:
+    """The plan with Approve / Reject buttons."""
+    buttons = ActionsBlock(
+        block_id=f"plan:{task.id}",
+        elements=[
+            _button("Approve", APPROVE, task.id, "primary"),
+            _button("Reject", REJECT, task.id, "danger"),
+        ],
+    )
+    text = "\n".join(_plan_lines(task, is_mrkdwn=False))
+    return Message(text, _blocks(*_sections(_plan_lines(task, is_mrkdwn=True)), buttons))
+
+
+def decided_plan(task: Task, *, verb: str, actor: str, at: float) -> Message:
+    """The plan with its buttons replaced by who decided and when."""
+    note = f"{verb.capitalize()} by <@{actor}> at {_when(at)}"
+    text = "\n".join([*_plan_lines(task, is_mrkdwn=False), f"{verb.capitalize()} by {actor}"])
+    context = ContextBlock(elements=[MarkdownTextObject(text=note)])
+    return Message(text, _blocks(*_sections(_plan_lines(task, is_mrkdwn=True)), context))
+
+
+def phase(task: Task) -> Message:
+    """A phase transition, named in plain words."""
+    if task.phase is Phase.FAILED:
+        return Message(f"failed: {cut(task.reason or 'unknown reason', 1000)}")
+    if task.phase is Phase.EXECUTING:
+        return Message(f"executing: {len(task.plan)} steps")
+    return Message(task.phase.value)
+
+
+def progress(task: Task) -> Message:
+    """One line per step with its state; kept current in place."""
+    done = sum(s.state.is_terminal for s in task.plan)
+    parts = [
+        (f"{_STATE_MARKS[s.state]} [{s.id}] {s.state.value}: ", s.description) for s in task.plan
+    ]
+    lines = [f"Progress: {done}/{len(task.plan)} steps finished", *fit(parts, MAX_TEXT - 60)]
+    return Message("\n".join(lines), _blocks(*_sections([escape(line) for line in lines])))
+
+
+def confirmation(task: Task, step: Step, reason: str | None) -> Message:
+    """A risky step asks before it runs: Run step / Skip."""
+    value = f"{task.id}|{step.id}"
+    ask = (
+        f"Step {step.id} ({step.action.value}, {step.tier.value}) wants to run: "
+        f"{cut(step.input, 1500)}"
+    )
+    if reason:
+        ask += f"\n({cut(reason, 300)})"
+    buttons = ActionsBlock(
+        block_id=f"confirm:{value}",
+        elements=[
+            _button("Run step", RUN_STEP, value, "danger"),
+            _button("Skip", SKIP_STEP, value),
+        ],
+    )
+    return Message(ask, _blocks(*_sections([escape(ask)]), buttons))
+
+
+def confirmation_closed(step: Step, outcome: str) -> Message:
+    """A confirmation prompt after it was answered or expired: no buttons, what happened.
+
+    `outcome` is mrkdwn (it may mention who answered), so it is not escaped.
+    """
+    head = f"Step {step.id} ({step.action.value}, {step.tier.value}): "
+    return Message(head + outcome, _blocks(*_sections([escape(head) + outcome])))
+
+
+def confirmation_outcome(new: StepState, actor: str, reason: str | None) -> str:
+    """What became of a confirmation prompt."""
+    if new is StepState.RUNNING:
+        return f"run by <@{actor}>"
+    if new is StepState.SKIPPED and reason and reason.startswith("confirmation expired"):
+        return f"skipped: {reason}"
+    if new is StepState.SKIPPED:
+        return f"skipped by <@{actor}>"
+    return new.value
+
+
+def replanned(task: Task, reason: str) -> Message:
+    """After a failure the remaining work was planned again."""
+    head = f"Replanned ({cut(reason, 300)}). The new plan:"
+    lines = [head, *fit(_step_parts(task.plan, is_mrkdwn=False), MAX_TEXT - len(head))]
+    return Message("\n".join(lines), _blocks(*_sections([escape(line) for line in lines])))
+
+
+def summary(task: Task) -> Message:
+    """The closing message: the outcome, each step's result, and the result."""
+    head = _outcome(task)
+    parts = [
+        (f"{n}. [{s.id}] {s.state.value}: ", _step_result(s)) for n, s in enumerate(task.steps, 1)
+    ]
+    result = [s.output for s in task.plan if s.state is StepState.COMPLETED and s.output]
+    if result:
+        parts.append(("Result: ", result[-1]))
+    lines = [head, *fit(parts, MAX_TEXT - len(head) - 1)]
+    return Message("\n".join(lines), _blocks(*_sections([escape(line) for line in lines])))
+
+
+def pending_list(tasks: Sequence[Task]) -> Message:
+    """Several plans wait: one Approve button each; nothing is approved."""
+    head = f"{len(tasks)} plans are waiting for approval; pick the one to approve:"
+    shown = tasks[: MAX_BLOCKS - 1]
+    rows = [
+        SectionBlock(
+            text=MarkdownTextObject(text=escape(cut(f"<@{t.requester}>: {t.request}", 500))),
+            accessory=_button("Approve", APPROVE, t.id, "primary"),
+        )
+        for t in shown
+    ]
+    text = "\n".join([head, *fit([("• ", t.request) for t in tasks], MAX_TEXT - len(head))])
+    return Message(text, _blocks(SectionBlock(text=MarkdownTextObject(text=head)), *rows))
+
+
+def status(task: Task | None) -> Message:
+    """The state of the thread's task."""
+    if task is None:
+        return Message("There is no task in this thread. Mention me with a request to start one.")
+    if task.phase.is_terminal:
+        return summary(task)
+    if task.phase is Phase.EXECUTING:
+        return progress(task)
+    return Message(f"This task is {task.phase.value.replace('_', ' ')}.")
+
+
+def help_text() -> Message:
+    """What the bot understands."""
+    return Message(
+        "Mention me with a request and I will plan it and wait for approval.\n"
+        "In a plan's thread: approve, reject, cancel, status, help.\n"
+        "@me approve in the channel approves its one pending plan."
+    )
+
+
+def nothing_pending(verb: str) -> Message:
+    """A command found no task to act on."""
+    return Message(f"There is no plan here to {verb}.")
+
+
+def several(verb: str) -> Message:
+    """A command that fits more than one task here."""
+    return Message(f"Several tasks are open here; say {verb} in the thread of the one you mean.")
+
+
+def step_not_waiting(reason: str) -> Message:
+    """A click on a Run step / Skip button that is no longer waiting."""
+    return Message(f"This step is no longer waiting ({reason}).")
+
+
+def refused(reason: str) -> Message:
+    """An ephemeral refusal to someone who may not act."""
+    return Message(f"Sorry, you can't do that: {reason}.")
+
+
+def not_pending(reason: str) -> Message:
+    """A click on a plan or step that has moved on."""
+    return Message(f"This plan is no longer pending ({reason}).")
+
+
+def failure(reason: str) -> Message:
+    """An error the bot could not get past, said in the thread."""
+    return Message(f"Something went wrong: {cut(reason, 1000)}")
+
+
+def _outcome(task: Task) -> str:
+    """The phase the task ended in, named first, as every phase message is."""
+    if task.phase is Phase.CANCELLED and task.reason:
+        return f"cancelled ({task.reason}). Summary:"
+    return f"{phase(task).text}. Summary:"
+
+
+def _step_result(step: Step) -> str:
+    if step.state is StepState.COMPLETED:
+        return step.output or "(no output)"
+    replaced = " (replaced by a new plan)" if step.is_superseded else ""
+    return f"{step.description} — {step.reason or 'no reason given'}{replaced}"
+
+
+def _when(at: float) -> str:
+    """A Slack date token: each reader sees the time in their own zone."""
+    return f"<!date^{int(at)}^{{date_short_pretty}} {{time}}|{int(at)}>"

@@ -1,0 +1,101 @@
+"""The running bot: orchestrator, relay and the Bolt app over Socket Mode or HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import openai
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+from orchestrator import OpenAILLM, Orchestrator, open_store
+
+from .app import build_app
+from .conversation import Conversation
+from .relay import Relay
+from .settings import Settings
+from .slack_io import SlackNotifier, SlackThreads, build_client
+
+log = logging.getLogger(__name__)
+
+
+def build_llm_client(settings: Settings) -> openai.AsyncOpenAI:
+    """The openai client; our own retries (in the orchestrator) replace the client's."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none"
+    return openai.AsyncOpenAI(
+        api_key=key,
+        base_url=settings.openai_base_url,
+        max_retries=0,
+        timeout=settings.orchestrator_config().llm_request_timeout_s,
+    )
+
+
+class BotService:
+    """Everything `python -m bot` runs, in start order; `stop()` undoes it in reverse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
+        self.threads = SlackThreads(build_client(token, settings.slack_api_url))
+        self._llm_client = build_llm_client(settings)
+        self.orchestrator = Orchestrator(
+            store=open_store(settings.database_url),
+            llm=OpenAILLM(self._llm_client, model=settings.orch_model),
+            config=settings.orchestrator_config(),
+            notifier=SlackNotifier(self.threads),
+        )
+        self._relay = Relay(self.orchestrator, self.threads)
+        self._relay_task: asyncio.Task[None] | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+
+    async def start(self) -> None:
+        """Listen to the orchestrator, recover its tasks, then take requests from Slack."""
+        self._relay_task = asyncio.create_task(self._relay.run(), name="relay")
+        await self._relay.wait_ready()
+        await self.orchestrator.start()
+        secret = self.settings.slack_signing_secret
+        app = build_app(
+            Conversation(self.orchestrator, self.threads),
+            self.threads,
+            signing_secret=None
+            if self.settings.is_socket_mode
+            else secret.get_secret_value()
+            if secret
+            else None,
+        )
+        if self.settings.slack_app_token is not None:
+            self._socket = AsyncSocketModeHandler(
+                app, app_token=self.settings.slack_app_token.get_secret_value()
+            )
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            log.info("connected to Slack in Socket Mode")
+            return
+        web_app = app.web_app(path="/slack/events", port=self.settings.port)
+        web_app.router.add_get("/healthz", _healthz)
+        self._runner = web.AppRunner(web_app)
+        await self._runner.setup()
+        # All interfaces: Slack (or the proxy in front) must reach it.
+        site = web.TCPSite(self._runner, "0.0.0.0", self.settings.port)
+        await site.start()
+        self.http_port = self._runner.addresses[0][1]
+        log.info("serving /slack/events on port %s", self.http_port)
+
+    async def stop(self) -> None:
+        """Take no new work, leave running steps recoverable, flush state, close connections."""
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.orchestrator.close()
+        await self._relay.close()
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            await asyncio.gather(self._relay_task, return_exceptions=True)
+        await self._llm_client.close()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})

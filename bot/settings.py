@@ -1,0 +1,128 @@
+"""Settings from the environment or `.env`; a bad value stops start-up with one line naming it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from orchestrator import OrchestratorConfig
+
+CommaSet = Annotated[frozenset[str], NoDecode]
+
+
+class SettingsError(Exception):
+    """One line per bad setting, each naming it and saying how to fix it."""
+
+
+class Settings(BaseSettings):
+    """Every setting in DESIGN.md's table; names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    port: int = Field(3000, ge=1, le=65535)
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    orch_model: str = "gpt-4o-mini"
+    database_url: str = "sqlite:///orchestrator.db"
+    orch_approvers: CommaSet = frozenset()
+    orch_shell_allow: CommaSet = frozenset()
+    orch_max_steps: int = Field(12, ge=1, le=40)
+    orch_max_parallel: int = Field(4, ge=1, le=64)
+    orch_step_timeout_s: float = Field(300.0, gt=0)
+    orch_max_replans: int = Field(2, ge=0, le=10)
+    orch_confirm_timeout_s: float = Field(900.0, gt=0)
+    orch_token_budget: int = Field(200_000, ge=1)
+    orch_task_timeout_s: float = Field(3600.0, gt=0)
+
+    @field_validator("orch_approvers", "orch_shell_allow", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        # slack_sdk joins method names onto the base URL, so it must end with a slash.
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("openai_base_url", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        return value or None
+
+    @property
+    def is_socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def orchestrator_config(self) -> OrchestratorConfig:
+        """The library's limits from these settings."""
+        return OrchestratorConfig(
+            model=self.orch_model,
+            max_steps=self.orch_max_steps,
+            max_parallel=self.orch_max_parallel,
+            step_timeout_s=self.orch_step_timeout_s,
+            max_replans=self.orch_max_replans,
+            confirm_timeout_s=self.orch_confirm_timeout_s,
+            # Every step of the first plan and of each replan may run once.
+            step_budget=self.orch_max_steps * (self.orch_max_replans + 1),
+            token_budget=self.orch_token_budget,
+            task_timeout_s=self.orch_task_timeout_s,
+            shell_allow=self.orch_shell_allow,
+            approvers=self.orch_approvers,
+        )
+
+    def slack_problems(self) -> list[str]:
+        """What stops the Slack bot from starting, one line each."""
+        problems = []
+        bot = self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""
+        if not bot.startswith("xoxb-"):
+            problems.append(
+                "SLACK_BOT_TOKEN: missing or not a bot token; copy the xoxb-… token from "
+                "OAuth & Permissions into .env"
+            )
+        app = self.slack_app_token.get_secret_value() if self.slack_app_token else None
+        if app is not None and not app.startswith("xapp-"):
+            problems.append(
+                "SLACK_APP_TOKEN: not an app-level token; create one (xapp-…) with "
+                "connections:write under Basic Information, or leave it empty for HTTP mode"
+            )
+        if app is None and not self.slack_signing_secret:
+            problems.append(
+                "SLACK_SIGNING_SECRET: HTTP mode needs it (Basic Information → Signing Secret); "
+                "or set SLACK_APP_TOKEN to use Socket Mode"
+            )
+        return problems
+
+    def llm_problems(self) -> list[str]:
+        """What stops the LLM from being reached, one line each."""
+        if self.openai_api_key is None and self.openai_base_url is None:
+            return ["OPENAI_API_KEY: missing; put your key in .env (or set OPENAI_BASE_URL)"]
+        return []
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; `SettingsError` lists every bad one."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            name = str(e["loc"][0]).upper() if e["loc"] else "settings"
+            # Never echo what a secret was set to.
+            got = "" if _is_secret(name) else f" (got {e.get('input')!r})"
+            lines.append(f"{name}: {e['msg']}{got}; set it in .env or the environment")
+        raise SettingsError("\n".join(lines)) from None
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in ("TOKEN", "SECRET", "KEY"))

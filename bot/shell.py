@@ -1,0 +1,131 @@
+"""`python -m bot shell`: the same conversation in a terminal, with no Slack at all."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from orchestrator import (
+    ConfirmationRequested,
+    Event,
+    OpenAILLM,
+    Orchestrator,
+    Phase,
+    PhaseChanged,
+    PlanReplaced,
+    StepChanged,
+    Task,
+    TaskFinished,
+    TaskSubmitted,
+    open_store,
+)
+
+from . import render
+from .conversation import Conversation, Where, parse_command
+from .service import build_llm_client
+from .settings import Settings
+
+USER = "you"
+WHERE = Where("shell", "1")
+
+
+class TerminalSurface:
+    """The conversation's surface in a terminal: decisions are printed, not edited in place."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def say(self, text: str) -> None:
+        print(text, file=self._out, flush=True)
+
+    async def close_plan(self, task: Task, *, verb: str, actor: str, at: float) -> None:
+        self.say(f"{verb.capitalize()} by {actor}.")
+
+    async def notify(self, task: Task, message: str) -> None:
+        self.say(f"notify: {message}")
+
+
+async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    """Read requests and commands line by line until end of input; exit code 0."""
+    surface = TerminalSurface(out)
+    llm_client = build_llm_client(settings)
+    orch = Orchestrator(
+        store=open_store(settings.database_url),
+        llm=OpenAILLM(llm_client, model=settings.orch_model),
+        config=settings.orchestrator_config(),
+        notifier=surface,
+    )
+    conv = Conversation(orch, surface)
+    printer = asyncio.create_task(_print_events(orch, surface))
+    await asyncio.sleep(0)  # let the printer subscribe before any task starts
+    await orch.start()
+    surface.say(render.help_text().text.replace("@me ", "") + "\nType a request to begin.")
+    try:
+        while line := await asyncio.to_thread(stdin.readline):
+            await _handle_line(line.strip(), conv, surface)
+    finally:
+        await orch.close()
+        printer.cancel()
+        await asyncio.gather(printer, return_exceptions=True)
+        await llm_client.close()
+    return 0
+
+
+async def _handle_line(line: str, conv: Conversation, surface: TerminalSurface) -> None:
+    if not line:
+        return
+    word = parse_command(line)
+    if word is not None:
+        reply = await conv.command(word, user=USER, where=WHERE)
+        if reply is not None:
+            surface.say(reply.message.text)
+        return
+    verb, _, step_id = line.partition(" ")
+    if verb in ("run", "skip") and step_id:
+        task_id = await _waiting_task(conv, step_id.strip())
+        if task_id is None:
+            surface.say(f"No step {step_id.strip()} is waiting for confirmation.")
+            return
+        reply = await conv.confirm(task_id, step_id.strip(), user=USER, run=verb == "run")
+        if reply is not None:
+            surface.say(reply.message.text)
+        return
+    await conv.request(line, user=USER, where=WHERE, message_keys=(), meta={})
+
+
+async def _waiting_task(conv: Conversation, step_id: str) -> str | None:
+    for task in await conv.tasks(WHERE, (Phase.EXECUTING,)):
+        if any(s.id == step_id and s.state.value == "awaiting_confirmation" for s in task.plan):
+            return task.id
+    return None
+
+
+async def _print_events(orch: Orchestrator, surface: TerminalSurface) -> None:
+    async with orch.subscribe() as events:
+        async for event in events:
+            text = await _describe(orch, event)
+            if text:
+                surface.say(text)
+
+
+async def _describe(orch: Orchestrator, event: Event) -> str | None:
+    task = await orch.get_task(event.task_id)
+    if isinstance(event, TaskSubmitted):
+        return render.planning(task).text
+    if isinstance(event, PhaseChanged) and event.new is Phase.AWAITING_APPROVAL:
+        return render.plan(task).text + "\nType approve or reject."
+    if isinstance(event, PhaseChanged) and not event.new.is_terminal:
+        return render.phase(task).text
+    if isinstance(event, StepChanged):
+        return f"[{event.step_id}] {event.new.value}" + (
+            f": {event.reason}" if event.reason else ""
+        )
+    if isinstance(event, ConfirmationRequested):
+        ask = render.confirmation(task, task.step(event.step_id), event.reason).text
+        return f"{ask}\nType run {event.step_id} or skip {event.step_id}."
+    if isinstance(event, PlanReplaced):
+        return render.replanned(task, event.reason).text
+    if isinstance(event, TaskFinished):
+        return render.summary(task).text
+    return None

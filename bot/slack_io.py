@@ -1,0 +1,92 @@
+"""The one place that writes to Slack's Web API: posts, in-place updates and ephemerals."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from orchestrator import StepError, Task
+
+from . import render
+from .render import Message
+
+log = logging.getLogger(__name__)
+
+
+def build_client(token: str, base_url: str) -> AsyncWebClient:
+    """A Web API client that waits out 429s (Retry-After) and retries 5xx with backoff."""
+    client = AsyncWebClient(token=token, base_url=base_url)
+    # slack_sdk retries only connection errors by default.
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+    client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=3))
+    return client
+
+
+class SlackThreads:
+    """Posts into a task's thread and edits its messages; failures are logged, never raised."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def post(self, channel: str, thread_ts: str, message: Message) -> str | None:
+        """Post in a thread; the new message's ts, or None when Slack refused."""
+        try:
+            response = await self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=message.text,
+                blocks=message.blocks or None,
+            )
+        except SlackApiError as err:
+            log.error("chat.postMessage in %s failed: %s", channel, err.response.get("error"))
+            return None
+        return str(response["ts"])
+
+    async def update(self, channel: str, ts: str, message: Message) -> bool:
+        """Replace a message in place (buttons cannot be disabled, only replaced)."""
+        try:
+            await self.client.chat_update(
+                channel=channel, ts=ts, text=message.text, blocks=message.blocks
+            )
+        except SlackApiError as err:
+            log.error("chat.update of %s failed: %s", ts, err.response.get("error"))
+            return False
+        return True
+
+    async def whisper(
+        self, channel: str, user: str, thread_ts: str | None, message: Message
+    ) -> None:
+        """An ephemeral message only `user` sees."""
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, thread_ts=thread_ts, text=message.text
+            )
+        except SlackApiError as err:
+            log.error("chat.postEphemeral in %s failed: %s", channel, err.response.get("error"))
+
+    async def close_plan(self, task: Task, *, verb: str, actor: str, at: float) -> None:
+        """The plan message with its buttons replaced by who decided and when."""
+        plan_ts = task.meta.get("plan_ts")
+        if plan_ts:
+            message = render.decided_plan(task, verb=verb, actor=actor, at=at)
+            await self.update(task.meta["channel"], plan_ts, message)
+
+
+class SlackNotifier:
+    """The orchestrator's notify action: a message in the task's own thread."""
+
+    def __init__(self, threads: SlackThreads) -> None:
+        self._threads = threads
+
+    async def notify(self, task: Task, message: str) -> None:
+        ts = await self._threads.post(
+            task.meta["channel"], task.meta["thread_ts"], Message(message)
+        )
+        if ts is None:
+            raise StepError("Slack refused the message")
