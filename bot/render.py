@@ -247,6 +247,15 @@ def help_text() -> Message:
     )
 
 
+def shell_help() -> Message:
+    """What the terminal shell understands."""
+    return Message(
+        "Type a request and I will plan it and wait for approval.\n"
+        "Then: approve, reject, cancel, status, help; run <step> or skip <step> when a step asks.\n"
+        "End of input (Ctrl-D) quits."
+    )
+
+
 def nothing_pending(verb: str) -> Message:
     """A command found no task to act on."""
     return Message(f"There is no plan here to {verb}.")

@@ -89,11 +89,11 @@ class BotService:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.orchestrator.close()
-        await self._relay.close()
         if self._relay_task is not None:
             self._relay_task.cancel()
             await asyncio.gather(self._relay_task, return_exceptions=True)
+        await self._relay.close()
+        await self.orchestrator.close()
         await self._llm_client.close()
 
 

@@ -60,7 +60,7 @@ async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO =
     printer = asyncio.create_task(_print_events(orch, surface))
     await asyncio.sleep(0)  # let the printer subscribe before any task starts
     await orch.start()
-    surface.say(render.help_text().text.replace("@me ", "") + "\nType a request to begin.")
+    surface.say(render.shell_help().text)
     try:
         while line := await asyncio.to_thread(stdin.readline):
             await _handle_line(line.strip(), conv, surface)
@@ -76,6 +76,9 @@ async def _handle_line(line: str, conv: Conversation, surface: TerminalSurface) 
     if not line:
         return
     word = parse_command(line)
+    if word == "help":
+        surface.say(render.shell_help().text)
+        return
     if word is not None:
         reply = await conv.command(word, user=USER, where=WHERE)
         if reply is not None:

@@ -50,6 +50,7 @@ class Orchestrator:
             on_finished=self._finish,
         )
         self._planning: dict[str, asyncio.Task[None]] = {}
+        self._is_closing = False
 
     async def start(self) -> None:
         """Open the store and pick up every task a previous process left unfinished."""
@@ -63,6 +64,7 @@ class Orchestrator:
 
     async def close(self) -> None:
         """Stop taking work and leave what runs recoverable, then close the store."""
+        self._is_closing = True
         for planning in self._planning.values():
             planning.cancel()
         await asyncio.gather(*self._planning.values(), return_exceptions=True)
@@ -94,6 +96,8 @@ class Orchestrator:
 
         `message_keys` name the chat message; a key seen before raises `DuplicateMessageError`.
         """
+        if self._is_closing:
+            raise OrchestratorError("the orchestrator is shutting down; try again shortly")
         now = time.time()
         task = Task(
             id=uuid.uuid4().hex[:12],

@@ -9,8 +9,11 @@ from typing import Any
 import openai
 import pytest
 
+from bot.service import BotService
+from bot.settings import Settings
 from orchestrator import Notifier, OpenAILLM, Orchestrator, OrchestratorConfig, SqliteStore
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
 
 # Fast retries and short waits, so tests of timing run in fractions of a second.
 TEST_CONFIG = OrchestratorConfig(
@@ -60,3 +63,47 @@ async def make_orchestrator(
     yield make
     for orch in started:
         await orch.close()
+
+
+StartBot = Callable[..., Awaitable[BotService]]
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(echo_bot_events=True) as server:
+        yield server
+
+
+def bot_settings(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, **overrides: Any
+) -> Settings:
+    """Settings for a bot wired to the fakes; Socket Mode unless overridden."""
+    values: dict[str, Any] = {
+        "slack_bot_token": "xoxb-test-token",
+        "slack_app_token": "xapp-test-token",
+        "slack_api_url": fake_slack.api_url,
+        "openai_api_key": "test-key",
+        "openai_base_url": fake_openai.base_url,
+        "orch_model": "fake-model",
+        "database_url": f"sqlite:///{tmp_path}/bot.db",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def start_bot(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> AsyncIterator[StartBot]:
+    """Start the real bot in this process against the fakes; stopped at the end of the test."""
+    running: list[BotService] = []
+
+    async def start(**overrides: Any) -> BotService:
+        service = BotService(bot_settings(fake_slack, fake_openai, tmp_path, **overrides))
+        await service.start()
+        running.append(service)
+        return service
+
+    yield start
+    for service in running:
+        await service.stop()

@@ -1,0 +1,116 @@
+"""The app manifest, the settings and the command line, as someone setting up the bot meets them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_manifest_asks_for_exactly_what_the_bot_needs() -> None:
+    manifest = yaml.safe_load((ROOT / "manifest.yaml").read_text())
+    assert manifest["features"]["bot_user"]["display_name"]
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "app_mentions:read",
+        "chat:write",
+        "channels:history",
+        "groups:history",
+    }
+    settings = manifest["settings"]
+    assert set(settings["event_subscriptions"]["bot_events"]) == {
+        "app_mention",
+        "message.channels",
+        "message.groups",
+    }
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["socket_mode_enabled"] is True
+
+
+def test_env_example_lists_every_setting_with_its_default() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    names = {line.split("=")[0] for line in lines if line and not line.startswith("#")}
+    assert names == {name.upper() for name in Settings.model_fields}
+    example = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, (int, float, str)) and not isinstance(default, bool):
+            assert example[name.upper()] in (
+                str(default),
+                f"{default:g}" if isinstance(default, float) else "",
+            )
+
+
+def test_the_api_url_gets_its_trailing_slash() -> None:
+    settings = Settings(_env_file=None, slack_api_url="http://127.0.0.1:9/api")  # type: ignore[call-arg]
+    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+
+
+def test_comma_lists_become_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_APPROVERS", "U1, U2,,")
+    monkeypatch.setenv("ORCH_SHELL_ALLOW", "ls")
+    settings = load_settings(_env_file=None)
+    assert settings.orch_approvers == {"U1", "U2"}
+    assert settings.orchestrator_config().shell_allow == {"ls"}
+
+
+def test_a_malformed_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_MAX_PARALLEL", "lots")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("ORCH_MAX_PARALLEL: ")
+    assert "'lots'" in lines[0]
+
+
+def test_a_secret_is_never_echoed_in_an_error() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, slack_bot_token=["xoxb-not-a-list-secret"])
+    assert "xoxb-not-a-list-secret" not in str(caught.value)
+    assert "SLACK_BOT_TOKEN" in str(caught.value)
+
+
+def _run_bot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "ORCH_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=ROOT / "tests",  # no .env there
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_starting_without_tokens_stops_with_one_line_per_missing_setting() -> None:
+    result = _run_bot(env={})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "OPENAI_API_KEY",
+    ]
+
+
+def test_a_malformed_number_stops_start_up_naming_it() -> None:
+    result = _run_bot(env={"ORCH_MAX_STEPS": "twelve"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("ORCH_MAX_STEPS: ")
+
+
+def test_an_unknown_command_prints_the_usage() -> None:
+    result = _run_bot("launch", env={})
+    assert result.returncode == 2
+    assert "usage: python -m bot [run|shell|check]" in result.stderr
