@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
-    port: int = Field(3000, ge=1, le=65535)
+    port: int = Field(3000, ge=0, le=65535)  # 0: any free port (tests)
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     orch_model: str = "gpt-4o-mini"

@@ -234,6 +234,7 @@ class FakeSlack:
         await ws.prepare(request)
         self._sockets.append(ws)
         self.connected.set()
+        await self._notify()
         hello = {
             "type": "hello",
             "num_connections": len(self._sockets),
@@ -249,6 +250,7 @@ class FakeSlack:
             self._sockets.remove(ws)
             if not self._sockets:
                 self.connected.clear()
+            await self._notify()
         return ws
 
     async def _send_envelope(
@@ -285,6 +287,10 @@ class FakeSlack:
         future = self._pending.get(envelope_id)
         if future is not None and not future.done():
             future.set_result(message)
+        await self._notify()
+
+    async def _notify(self) -> None:
+        """Wake `wait_until`: something a test may be waiting for changed."""
         async with self._changed:
             self._changed.notify_all()
 
@@ -327,8 +333,7 @@ class FakeSlack:
 
     async def _record(self, call: Call) -> None:
         self.calls.append(call)
-        async with self._changed:
-            self._changed.notify_all()
+        await self._notify()
 
     def _fault(self, method: str, fault: _Fault, error: str) -> web.Response:
         fault.times -= 1
