@@ -1,8 +1,9 @@
-"""The SQLite store: WAL, one group-committing writer connection, one reader connection."""
+"""The SQLite store: WAL, one group-committing writer connection, one aiosqlite reader."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -17,14 +18,16 @@ from ._schema import MIGRATIONS
 from ._writer import GroupWriter
 
 _BUSY_TIMEOUT_MS = 5000
-_STEP_COLUMNS = (
-    "task_id, id, position, plan_version, description, action, input, depends_on, tier, "
-    "state, output, reason, attempts, is_superseded, confirm_deadline"
-)
 _TASK_COLUMNS = (
     "id, scope, requester, request, phase, reason, created_at, updated_at, plan_version, "
     "replans, tokens_used, steps_run, meta"
 )
+_STEP_COLUMNS = (
+    "task_id, id, position, plan_version, description, action, input, depends_on, tier, "
+    "state, output, reason, attempts, is_superseded, confirm_deadline"
+)
+_N_TASK = len(_TASK_COLUMNS.split(","))
+_N_STEP = len(_STEP_COLUMNS.split(","))
 
 
 class SqliteStore:
@@ -34,79 +37,71 @@ class SqliteStore:
         """`max_batch` caps the writes per commit; 1 turns group commit off (for comparison)."""
         self._path = str(path)
         self._max_batch = max_batch
-        self._write: aiosqlite.Connection | None = None
         self._read: aiosqlite.Connection | None = None
         self._writer: GroupWriter | None = None
 
     async def open(self) -> None:
         """Connect, switch to WAL and migrate to the latest schema."""
+        self._writer = GroupWriter(self._connect_writer, max_batch=self._max_batch)
         try:
-            self._write = await self._connect()
-            await self._write.execute("PRAGMA journal_mode=WAL")
-            await self._migrate(self._write)
-            self._read = await self._connect()
+            await self._writer.start(prepare=_migrate)
+            self._read = await aiosqlite.connect(self._path, isolation_level=None)
+            await self._read.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             await self._read.execute("PRAGMA query_only=ON")
-        except Exception as exc:
+        except (sqlite3.Error, OSError, StoreError) as exc:
             await self.close()
-            raise StoreError(f"cannot open the database {self._path}: {exc}") from exc
-        self._writer = GroupWriter(self._write, max_batch=self._max_batch)
-        self._writer.start()
+            reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+            raise StoreError(f"cannot open the database {self._path}: {reason}") from exc
 
     async def close(self) -> None:
         """Commit what is queued and close both connections."""
-        if self._writer is not None:
-            await self._writer.stop()
-            self._writer = None
-        for conn in (self._read, self._write):
-            if conn is not None:
-                await conn.close()
-        self._read = self._write = None
+        writer, self._writer = self._writer, None
+        read, self._read = self._read, None
+        try:
+            if writer is not None:
+                await writer.stop()
+        finally:
+            if read is not None:
+                await read.close()
 
-    async def _connect(self) -> aiosqlite.Connection:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves so one transaction spans a batch.
-        conn = await aiosqlite.connect(self._path, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA foreign_keys=ON")
+    def _connect_writer(self) -> sqlite3.Connection:
+        # isolation_level=None: the writer issues BEGIN/COMMIT so one transaction spans a batch.
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
         return conn
-
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        async with conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        if version > len(MIGRATIONS):
-            raise StoreError(f"the database schema v{version} is newer than this program knows")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
 
     @property
     def _reader(self) -> aiosqlite.Connection:
         if self._read is None:
-            raise StoreError("the store is not open")
+            raise StoreError("the store is closed")
         return self._read
 
     @property
     def _w(self) -> GroupWriter:
         if self._writer is None:
-            raise StoreError("the store is not open")
+            raise StoreError("the store is closed")
         return self._writer
 
     async def create_task(self, task: Task, *, message_keys: Sequence[str] = ()) -> None:
-        async def op(conn: aiosqlite.Connection) -> str | None:
-            for key in message_keys:
-                async with conn.execute(
+        keys = list(dict.fromkeys(message_keys))
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            for key in keys:
+                row = conn.execute(
                     "SELECT task_id FROM inbound_messages WHERE key = ?", (key,)
-                ) as cur:
-                    row = await cur.fetchone()
+                ).fetchone()
                 if row is not None:
                     return str(row[0] or "")
-            await conn.execute(
-                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_marks(13)})", _task_row(task)
+            conn.execute(
+                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_marks(_N_TASK)})", _task_row(task)
             )
-            await conn.executemany(
+            conn.executemany(
                 "INSERT INTO inbound_messages (key, task_id, at) VALUES (?, ?, ?)",
-                [(key, task.id, task.created_at) for key in message_keys],
+                [(key, task.id, task.created_at) for key in keys],
             )
-            await _log(conn, task.id, None, "phase", None, task.phase.value, task.requester, None)
+            _log(conn, task.id, None, "phase", None, task.phase.value, task.requester, None)
             return None
 
         existing = await self._w.submit(op)
@@ -116,17 +111,19 @@ class SqliteStore:
             )
 
     async def claim_messages(self, keys: Sequence[str]) -> bool:
-        async def op(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.executemany(
+        unique = list(dict.fromkeys(keys))
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.executemany(
                 "INSERT OR IGNORE INTO inbound_messages (key, task_id, at) VALUES (?, NULL, ?)",
-                [(key, time.time()) for key in keys],
+                [(key, time.time()) for key in unique],
             )
-            return cur.rowcount == len(keys)
+            return cur.rowcount == len(unique)
 
         return await self._w.submit(op)
 
     async def get_task(self, task_id: str) -> Task:
-        tasks = await self._select_tasks("WHERE id = ?", (task_id,))
+        tasks = await self._select_tasks("WHERE t.id = ?", (task_id,))
         if not tasks:
             raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
         return tasks[0]
@@ -141,46 +138,51 @@ class SqliteStore:
         where: list[str] = []
         params: list[Any] = []
         if scope is not None:
-            where.append("scope = ?")
+            where.append("t.scope = ?")
             params.append(scope)
         if scope_prefix is not None:
             # substr, not LIKE: scopes may hold % or _, which LIKE would treat as wildcards.
-            where.append("substr(scope, 1, ?) = ?")
+            where.append("substr(t.scope, 1, ?) = ?")
             params += [len(scope_prefix), scope_prefix]
         if phases is not None:
-            where.append(f"phase IN ({_marks(len(phases))})")
+            where.append(f"t.phase IN ({_marks(len(phases))})")
             params.extend(p.value for p in phases)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return await self._select_tasks(clause, tuple(params))
 
     async def _select_tasks(self, clause: str, params: tuple[Any, ...]) -> list[Task]:
-        query = f"SELECT {_TASK_COLUMNS} FROM tasks {clause} ORDER BY created_at, rowid"
-        async with self._reader.execute(query, params) as cur:
-            rows = list(await cur.fetchall())
-        if not rows:
-            return []
-        ids = [row[0] for row in rows]
-        steps: dict[str, list[Step]] = {i: [] for i in ids}
-        step_query = (
-            f"SELECT {_STEP_COLUMNS} FROM steps WHERE task_id IN ({_marks(len(ids))}) "
-            "ORDER BY task_id, position"
+        # One statement, so tasks and their steps come from one snapshot of the database.
+        task_cols = ", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(","))
+        step_cols = ", ".join(f"s.{c.strip()}" for c in _STEP_COLUMNS.split(","))
+        query = (
+            f"SELECT {task_cols}, {step_cols} FROM tasks t "
+            f"LEFT JOIN steps s ON s.task_id = t.id {clause} "
+            "ORDER BY t.created_at, t.rowid, s.position"
         )
-        async with self._reader.execute(step_query, ids) as cur:
-            for srow in await cur.fetchall():
-                steps[srow[0]].append(_step_from_row(srow))
-        return [_task_from_row(row, steps[row[0]]) for row in rows]
+        async with self._reader.execute(query, params) as cur:
+            rows = await cur.fetchall()
+        heads: dict[str, Any] = {}
+        steps: dict[str, list[Step]] = {}
+        for row in rows:
+            task_id = row[0]
+            if task_id not in heads:
+                heads[task_id] = row[:_N_TASK]
+                steps[task_id] = []
+            if row[_N_TASK] is not None:
+                steps[task_id].append(_step_from_row(row[_N_TASK:]))
+        return [_task_from_row(head, steps[task_id]) for task_id, head in heads.items()]
 
     async def set_phase(
         self, task_id: str, *, old: Phase, new: Phase, actor: str, reason: str | None
     ) -> bool:
-        async def op(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
                 "UPDATE tasks SET phase = ?, reason = ?, updated_at = ? WHERE id = ? AND phase = ?",
                 (new.value, reason, time.time(), task_id, old.value),
             )
             if cur.rowcount != 1:
                 return False
-            await _log(conn, task_id, None, "phase", old.value, new.value, actor, reason)
+            _log(conn, task_id, None, "phase", old.value, new.value, actor, reason)
             return True
 
         return await self._w.submit(op)
@@ -195,21 +197,22 @@ class SqliteStore:
         actor: str,
         reason: str | None = None,
     ) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.executemany(
+        rows = [_step_row(task_id, s) for s in steps]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
                 "UPDATE steps SET is_superseded = 1 WHERE task_id = ? AND id = ?",
                 [(task_id, step_id) for step_id in replaced],
             )
-            await conn.executemany(
-                f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({_marks(15)})",
-                [_step_row(task_id, s) for s in steps],
+            conn.executemany(
+                f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({_marks(_N_STEP)})", rows
             )
-            await conn.execute(
+            conn.execute(
                 "UPDATE tasks SET plan_version = ?, replans = replans + ?, updated_at = ? "
                 "WHERE id = ?",
                 (plan_version, 1 if plan_version > 1 else 0, time.time(), task_id),
             )
-            await _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
+            _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
 
         await self._w.submit(op)
 
@@ -227,38 +230,30 @@ class SqliteStore:
         confirm_deadline: float | None = None,
         tokens: int = 0,
     ) -> bool:
-        async def op(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> bool:
+            changes = (new.value, reason, output, attempts, confirm_deadline)
+            cur = conn.execute(
                 "UPDATE steps SET state = ?, reason = ?, output = COALESCE(?, output), "
                 "attempts = COALESCE(?, attempts), confirm_deadline = ? "
                 "WHERE task_id = ? AND id = ? AND state = ?",
-                (
-                    new.value,
-                    reason,
-                    output,
-                    attempts,
-                    confirm_deadline,
-                    task_id,
-                    step_id,
-                    old.value,
-                ),
+                (*changes, task_id, step_id, old.value),
             )
             if cur.rowcount != 1:
                 return False
             started = 1 if new is StepState.RUNNING else 0
-            await conn.execute(
+            conn.execute(
                 "UPDATE tasks SET tokens_used = tokens_used + ?, steps_run = steps_run + ?, "
                 "updated_at = ? WHERE id = ?",
                 (tokens, started, time.time(), task_id),
             )
-            await _log(conn, task_id, step_id, "step", old.value, new.value, actor, reason)
+            _log(conn, task_id, step_id, "step", old.value, new.value, actor, reason)
             return True
 
         return await self._w.submit(op)
 
     async def add_tokens(self, task_id: str, tokens: int) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE tasks SET tokens_used = tokens_used + ? WHERE id = ?", (tokens, task_id)
             )
 
@@ -267,17 +262,19 @@ class SqliteStore:
     async def record_decision(
         self, task_id: str, decision: str, *, actor: str, step_id: str | None, reason: str | None
     ) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await _log(conn, task_id, step_id, "decision", None, decision, actor, reason)
+        def op(conn: sqlite3.Connection) -> None:
+            _log(conn, task_id, step_id, "decision", None, decision, actor, reason)
 
         await self._w.submit(op)
 
     async def set_meta(self, task_id: str, key: str, value: str) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                "UPDATE tasks SET meta = json_set(meta, ?, ?) WHERE id = ?",
-                (f'$."{key}"', value, task_id),
-            )
+        # Read-modify-write inside the writer's transaction: any key, no JSON-path quoting rules.
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT meta FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
+            meta = {**json.loads(row[0]), key: value}
+            conn.execute("UPDATE tasks SET meta = ? WHERE id = ?", (json.dumps(meta), task_id))
 
         await self._w.submit(op)
 
@@ -290,8 +287,16 @@ class SqliteStore:
             return [Transition(*row) for row in await cur.fetchall()]
 
 
-async def _log(
-    conn: aiosqlite.Connection,
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise StoreError(f"the database schema v{version} is newer than this program knows")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+
+
+def _log(
+    conn: sqlite3.Connection,
     task_id: str,
     step_id: str | None,
     kind: str,
@@ -300,7 +305,7 @@ async def _log(
     actor: str,
     reason: str | None,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "INSERT INTO transitions (task_id, step_id, kind, old, new, actor, reason, at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (task_id, step_id, kind, old, new, actor, reason, time.time()),

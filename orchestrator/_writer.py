@@ -1,96 +1,127 @@
-"""Group commit: one writer connection commits every write that arrived together in one go."""
+"""Group commit: one writer connection, on its own thread, commits every write that arrived
+together in one transaction and one trip to that thread.
+
+aiosqlite would cost a thread hop per statement, which at a thousand tasks in flight is the
+bottleneck (bench/bench_store.py); a whole batch here costs one hop and one fsync.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from ._errors import OrchestratorError, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Op = Callable[[sqlite3.Connection], Any]
 _MAX_BATCH = 512  # bounds a transaction's size and the latency of the last write in it
+_Outcome = tuple[bool, Any]  # (is_ok, result or exception)
 
 
 class GroupWriter:
-    """Queues write operations and runs each batch in one transaction.
+    """Queues write operations and runs each batch in one transaction on the writer thread.
 
     Every caller waits for the commit that holds its own write. A batch that fails is rolled back
     and its operations retried one by one, so one bad write never sinks its neighbours.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, *, max_batch: int = _MAX_BATCH) -> None:
-        self._conn = conn
+    def __init__(self, connect: Callable[[], sqlite3.Connection], *, max_batch: int) -> None:
+        self._connect = connect
         self._max_batch = max_batch
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._conn: sqlite3.Connection | None = None
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._is_closing = False
 
-    def start(self) -> None:
+    async def start(self, prepare: Op) -> None:
+        """Connect on the writer thread, run `prepare` (migrations) there, then take writes."""
+        self._conn = await self._in_thread(self._connect)
+        await self._in_thread(prepare, self._conn)
         self._task = asyncio.create_task(self._run(), name="store-writer")
 
     async def stop(self) -> None:
-        """Commit what is queued, then stop."""
-        if self._task is not None:
-            self._queue.put_nowait(None)
-            await self._task
-            self._task = None
+        """Refuse new writes, commit what is queued, close the connection."""
+        self._is_closing = True
+        try:
+            if self._task is not None:
+                self._queue.put_nowait(None)
+                await self._task
+        finally:
+            if self._conn is not None:
+                await self._in_thread(self._conn.close)
+            self._thread.shutdown(wait=False)
+            self._task = self._conn = None
 
-    async def submit(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def submit(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run `op` in the next transaction and return its result once committed."""
-        if self._task is None:
-            raise StoreError("the store is not open")
+        if self._task is None or self._is_closing:
+            raise StoreError("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, future))
         # Shielded: a cancelled caller must not leave its write half-known; it lands regardless.
         return await asyncio.shield(future)
 
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
     async def _run(self) -> None:
         while True:
             item = await self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < self._max_batch and not self._queue.empty():
+            batch = [item] if item is not None else []
+            while batch and len(batch) < self._max_batch and not self._queue.empty():
                 more = self._queue.get_nowait()
                 if more is None:
-                    await self._commit(batch)
-                    return
+                    item = None
+                    break
                 batch.append(more)
-            await self._commit(batch)
-
-    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            results = [await op(self._conn) for op, _ in batch]
-            await self._conn.execute("COMMIT")
-        except (sqlite3.Error, OrchestratorError, ValueError) as exc:
-            await self._rollback()
-            if len(batch) > 1:
-                for item in batch:
-                    await self._commit([item])
+            if batch:
+                await self._settle(batch)
+            if item is None:
                 return
-            _, future = batch[0]
-            if not future.done():
-                future.set_exception(_as_store_error(exc))
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
 
-    async def _rollback(self) -> None:
+    async def _settle(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
         try:
-            await self._conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            log.debug("rollback found no open transaction")
+            outcomes = await self._in_thread(self._commit, [op for op, _ in batch])
+        except Exception as exc:  # the writer thread itself failed: fail this batch, keep serving
+            outcomes = [(False, exc)] * len(batch)
+        for (_, future), (is_ok, value) in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if is_ok:
+                future.set_result(value)
+            else:
+                future.set_exception(_as_store_error(value))
+
+    def _commit(self, ops: list[Op]) -> list[_Outcome]:
+        """On the writer thread: all of `ops` in one transaction, else each in its own."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [op(conn) for op in ops]
+            conn.execute("COMMIT")
+        except Exception as exc:
+            _rollback(conn)
+            if len(ops) == 1:
+                return [(False, exc)]
+            return [outcome for op in ops for outcome in self._commit([op])]
+        return [(True, r) for r in results]
 
 
-def _as_store_error(exc: Exception) -> OrchestratorError:
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        log.debug("rollback found no open transaction")
+
+
+def _as_store_error(exc: BaseException) -> OrchestratorError:
     if isinstance(exc, OrchestratorError):
         return exc
-    return StoreError(f"the database write failed: {exc}")
+    return StoreError(f"the database write failed: {type(exc).__name__}: {exc}")
