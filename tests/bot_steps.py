@@ -2,10 +2,77 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from tests.fakes.slack_server import FakeSlack, mention, message, new_ts
+from tests.fakes.slack_server import (
+    FakeSlack,
+    action_body,
+    event_body,
+    mention,
+    message,
+    new_ts,
+    post_signed,
+)
 from tests.slack_checks import assert_valid_message
+
+SIGNING_SECRET = "test-signing-secret"
+
+
+class Delivery(Protocol):
+    """How Slack hands the bot an event or a click: Socket Mode or signed HTTP."""
+
+    async def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_attempt: int = 0
+    ) -> bool:
+        """Deliver an event; True when the bot acknowledged it."""
+        ...
+
+    async def action(self, payload: dict[str, Any]) -> bool:
+        """Deliver an interaction; True when the bot acknowledged it."""
+        ...
+
+
+class SocketDelivery:
+    """Over the fake's Socket Mode websocket; acknowledged = the envelope was acked."""
+
+    def __init__(self, slack: FakeSlack) -> None:
+        self.slack = slack
+
+    async def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_attempt: int = 0
+    ) -> bool:
+        ack = await self.slack.send_events_api(
+            event, event_id=event_id, retry_attempt=retry_attempt
+        )
+        return "envelope_id" in ack
+
+    async def action(self, payload: dict[str, Any]) -> bool:
+        return "envelope_id" in await self.slack.send_interactive(payload)
+
+
+class HttpDelivery:
+    """Signed POSTs to the bot's /slack/events; acknowledged = HTTP 200."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_attempt: int = 0
+    ) -> bool:
+        retry = {"X-Slack-Retry-Num": str(retry_attempt), "X-Slack-Retry-Reason": "timeout"}
+        status, _ = await post_signed(
+            self.url,
+            event_body(event, event_id=event_id),
+            "application/json",
+            SIGNING_SECRET,
+            headers=retry if retry_attempt else None,
+        )
+        return status == 200
+
+    async def action(self, payload: dict[str, Any]) -> bool:
+        form = "application/x-www-form-urlencoded"
+        status, _ = await post_signed(self.url, action_body(payload), form, SIGNING_SECRET)
+        return status == 200
 
 
 def buttons(msg: dict[str, Any] | None) -> dict[str, str]:
@@ -24,8 +91,11 @@ def buttons(msg: dict[str, Any] | None) -> dict[str, str]:
 class Person:
     """A Slack user in channel C1 talking to the bot."""
 
-    def __init__(self, slack: FakeSlack, user: str = "U1", channel: str = "C1") -> None:
+    def __init__(
+        self, slack: FakeSlack, delivery: Delivery, user: str = "U1", channel: str = "C1"
+    ) -> None:
         self.slack = slack
+        self.delivery = delivery
         self.user = user
         self.channel = channel
 
@@ -33,20 +103,20 @@ class Person:
         """`@bot text`; returns the message's ts (the thread the bot answers in)."""
         ts = new_ts()
         event = mention(text, user=self.user, channel=self.channel, ts=ts, thread_ts=thread_ts)
-        await self.slack.send_events_api(event)
+        assert await self.delivery.event(event)
         return ts
 
     async def say(self, text: str, *, thread_ts: str | None) -> str:
         ts = new_ts()
         event = message(text, user=self.user, channel=self.channel, ts=ts, thread_ts=thread_ts)
-        await self.slack.send_events_api(event)
+        assert await self.delivery.event(event)
         return ts
 
-    async def click(self, action_id: str, value: str, *, message_ts: str) -> dict[str, Any]:
+    async def click(self, action_id: str, value: str, *, message_ts: str) -> None:
         payload = self.slack.block_action(
             action_id, value, message_ts=message_ts, user=self.user, channel=self.channel
         )
-        return await self.slack.send_interactive(payload)
+        assert await self.delivery.action(payload)
 
 
 def shown(slack: FakeSlack, ts: str, channel: str = "C1") -> dict[str, Any]:

@@ -12,6 +12,13 @@ import pytest
 from bot.service import BotService
 from bot.settings import Settings
 from orchestrator import Notifier, OpenAILLM, Orchestrator, OrchestratorConfig, SqliteStore
+from tests.bot_steps import (
+    SIGNING_SECRET,
+    Delivery,
+    HttpDelivery,
+    SocketDelivery,
+    assert_all_payloads_valid,
+)
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 
@@ -107,3 +114,24 @@ async def start_bot(
     yield start
     for service in running:
         await service.stop()
+    assert_all_payloads_valid(fake_slack)  # every message any bot test posted is one Slack takes
+
+
+OpenBot = Callable[..., Awaitable[Delivery]]
+
+
+@pytest.fixture(params=["socket_mode", "http_mode"])
+async def open_bot(
+    request: pytest.FixtureRequest, start_bot: StartBot, fake_slack: FakeSlack
+) -> OpenBot:
+    """Start the bot in Socket Mode, or in HTTP mode; returns how Slack reaches it."""
+
+    async def open_(**overrides: Any) -> Delivery:
+        if request.param == "socket_mode":
+            await start_bot(**overrides)
+            return SocketDelivery(fake_slack)
+        http = {"slack_app_token": None, "slack_signing_secret": SIGNING_SECRET, "port": 0}
+        service = await start_bot(**http, **overrides)
+        return HttpDelivery(f"http://127.0.0.1:{service.http_port}/slack/events")
+
+    return open_

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -10,7 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.check import run_check
 from bot.settings import Settings, SettingsError, load_settings
+from tests.conftest import bot_settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,3 +119,27 @@ def test_an_unknown_command_prints_the_usage() -> None:
     result = _run_bot("launch", env={})
     assert result.returncode == 2
     assert "usage: python -m bot [run|shell|check]" in result.stderr
+
+
+async def test_check_reaches_slack_and_lists_the_models_once(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    assert await run_check(bot_settings(fake_slack, fake_openai, tmp_path), out) == 0
+    assert "slack: connected as orchestrator in Test" in out.getvalue()
+    assert "llm: 1 models; fake-model found" in out.getvalue()
+    assert out.getvalue().rstrip().endswith("all good")
+    assert [c.method for c in fake_slack.calls] == ["auth.test"]
+
+
+async def test_check_names_each_problem_and_how_to_fix_it(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    settings = bot_settings(
+        fake_slack, fake_openai, tmp_path, slack_bot_token="xoxp-user-token", orch_model="gpt-9"
+    )
+    out = io.StringIO()
+    assert await run_check(settings, out) == 1
+    problems = [line for line in out.getvalue().splitlines() if line.startswith("problem:")]
+    assert [p.split(":")[1].strip() for p in problems] == ["SLACK_BOT_TOKEN", "ORCH_MODEL"]
+    assert "xoxp-user-token" not in out.getvalue()

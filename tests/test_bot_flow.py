@@ -15,7 +15,7 @@ from tests.bot_steps import (
     shown,
     thread,
 )
-from tests.conftest import StartBot
+from tests.conftest import OpenBot
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router
 from tests.fakes.slack_server import FakeSlack, mention, message_changed, message_deleted, new_ts
 from tests.helpers import step
@@ -24,14 +24,14 @@ pytestmark = pytest.mark.timeout(30)
 
 
 async def test_a_mention_gets_planning_then_the_plan_then_runs_on_approve_to_a_summary(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router(
         [Reply.plan(step("a", description="find facts"), step("b", "a", action="write"))],
         {"a": Reply("the facts")},
     )
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("summarise the release")
     planning = await fake_slack.wait_for_call("chat.postMessage")
     assert planning["thread_ts"] == ts
@@ -55,11 +55,11 @@ async def test_a_mention_gets_planning_then_the_plan_then_runs_on_approve_to_a_s
 
 
 async def test_typed_approve_in_the_thread_approves_its_plan(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("a"))])
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("do a")
     plan = await plan_in(fake_slack, ts)
     await alice.say("approve", thread_ts=ts)
@@ -68,11 +68,11 @@ async def test_typed_approve_in_the_thread_approves_its_plan(
 
 
 async def test_a_bare_approve_at_channel_level_picks_the_one_pending_plan_or_lists_several(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("a"))] * 3)
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     none_ts = await alice.mention("approve")
     await said(fake_slack, none_ts, "There is no plan here to approve")
 
@@ -94,11 +94,11 @@ async def test_a_bare_approve_at_channel_level_picks_the_one_pending_plan_or_lis
 
 
 async def test_reject_by_button_discards_the_plan_and_says_who(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("a"))])
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("do a")
     plan = await plan_in(fake_slack, ts)
     await alice.click("reject_plan", buttons(plan)["reject_plan"], message_ts=plan["ts"])
@@ -108,11 +108,11 @@ async def test_reject_by_button_discards_the_plan_and_says_who(
 
 
 async def test_someone_else_gets_an_ephemeral_refusal_and_nothing_changes(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("a"))])
-    await start_bot()
-    alice, mallory = Person(fake_slack, "U1"), Person(fake_slack, "U666")
+    bot = await open_bot()
+    alice, mallory = Person(fake_slack, bot, "U1"), Person(fake_slack, bot, "U666")
     ts = await alice.mention("do a")
     plan = await plan_in(fake_slack, ts)
     await mallory.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
@@ -125,25 +125,25 @@ async def test_someone_else_gets_an_ephemeral_refusal_and_nothing_changes(
 
 
 async def test_an_approver_may_approve_anyones_plan(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("a"))])
-    await start_bot(orch_approvers="UBOSS")
-    ts = await Person(fake_slack, "U1").mention("do a")
+    bot = await open_bot(orch_approvers="UBOSS")
+    ts = await Person(fake_slack, bot, "U1").mention("do a")
     plan = await plan_in(fake_slack, ts)
-    await Person(fake_slack, "UBOSS").click(
+    await Person(fake_slack, bot, "UBOSS").click(
         "approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"]
     )
     await said(fake_slack, ts, "completed")
 
 
 async def test_a_second_click_is_harmless_and_says_who_decided(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     router = Router([Reply.plan(step("a"))])
     fake_openai.responder = router
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("do a")
     plan = await plan_in(fake_slack, ts)
     task_id = buttons(plan)["approve_plan"]
@@ -160,21 +160,21 @@ async def test_a_second_click_is_harmless_and_says_who_decided(
 
 
 async def test_a_click_on_an_unknown_plan_is_answered(
-    start_bot: StartBot, fake_slack: FakeSlack
+    open_bot: OpenBot, fake_slack: FakeSlack
 ) -> None:
-    await start_bot()
+    bot = await open_bot()
     ts = new_ts()
-    await Person(fake_slack).click("approve_plan", "no-such-task", message_ts=ts)
+    await Person(fake_slack, bot).click("approve_plan", "no-such-task", message_ts=ts)
     note = await fake_slack.wait_for_call("chat.postEphemeral")
     assert "no longer pending (unknown plan)" in note["text"]
 
 
 async def test_cancel_typed_in_the_thread_stops_the_work(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("slow"))], {"slow": Reply("x", delay_s=30)})
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("slow work")
     plan = await plan_in(fake_slack, ts)
     await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
@@ -186,11 +186,11 @@ async def test_cancel_typed_in_the_thread_stops_the_work(
 
 
 async def test_status_and_help_answer_in_the_thread(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("a"))])
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("do a")
     await plan_in(fake_slack, ts)
     await alice.say("status", thread_ts=ts)
@@ -200,19 +200,17 @@ async def test_status_and_help_answer_in_the_thread(
 
 
 async def test_chatter_edits_deletions_and_other_bots_never_trigger_anything(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     await alice.say("approve", thread_ts=None)  # channel chatter, no mention
     await alice.say("approve", thread_ts=new_ts())  # a thread with no task
     await alice.say("what do you think?", thread_ts=new_ts())
     acks = [
-        await fake_slack.send_events_api(
-            message_changed("C1", new_ts(), "edited", user="U1", bot_id=None)
-        ),
-        await fake_slack.send_events_api(message_deleted("C1", new_ts())),
-        await fake_slack.send_events_api(
+        await bot.event(message_changed("C1", new_ts(), "edited", user="U1", bot_id=None)),
+        await bot.event(message_deleted("C1", new_ts())),
+        await bot.event(
             {
                 **mention("approve", ts=new_ts()),
                 "type": "message",
@@ -220,11 +218,9 @@ async def test_chatter_edits_deletions_and_other_bots_never_trigger_anything(
                 "subtype": "bot_message",
             }
         ),
-        await fake_slack.send_events_api(
-            {"type": "member_joined_channel", "user": "U2", "channel": "C1"}
-        ),
+        await bot.event({"type": "member_joined_channel", "user": "U2", "channel": "C1"}),
     ]
-    assert all("envelope_id" in ack for ack in acks)  # everything is acked, so Slack never retries
+    assert all(acks)  # everything is acked, so Slack never retries
     await asyncio.sleep(0.3)
     assert fake_slack.calls_to("chat.postMessage") == []
     assert fake_slack.calls_to("chat.postEphemeral") == []
@@ -232,16 +228,16 @@ async def test_chatter_edits_deletions_and_other_bots_never_trigger_anything(
 
 
 async def test_one_message_delivered_twice_and_retried_makes_exactly_one_plan(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("a"))] * 3)
-    await start_bot()
+    bot = await open_bot()
     ts = new_ts()
     event = mention("do a", ts=ts)
-    await fake_slack.send_events_api(event, event_id="Ev1")
-    await fake_slack.send_events_api({**event, "type": "message"}, event_id="Ev2")
-    await fake_slack.send_events_api(event, event_id="Ev1", retry_attempt=1)
-    await fake_slack.send_events_api(event, event_id="Ev3", retry_attempt=2)
+    await bot.event(event, event_id="Ev1")
+    await bot.event({**event, "type": "message"}, event_id="Ev2")
+    await bot.event(event, event_id="Ev1", retry_attempt=1)
+    await bot.event(event, event_id="Ev3", retry_attempt=2)
     await plan_in(fake_slack, ts)
     await asyncio.sleep(0.3)
     assert len([r for r in fake_openai.requests if "planner" in r["messages"][0]["content"]]) == 1
@@ -249,12 +245,12 @@ async def test_one_message_delivered_twice_and_retried_makes_exactly_one_plan(
 
 
 async def test_a_planning_failure_is_said_in_the_thread_and_the_bot_keeps_serving(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.script(*[Reply.error(401, "invalid api key")])
     fake_openai.responder = Router([Reply.plan(step("a"))])
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     bad = await alice.mention("first")
     failed = await said(fake_slack, bad, "failed: could not get a plan from the model")
     assert "answered 401" in failed["text"]
@@ -264,20 +260,20 @@ async def test_a_planning_failure_is_said_in_the_thread_and_the_bot_keeps_servin
 
 
 async def test_a_risky_step_asks_with_run_and_skip_buttons_and_runs_when_confirmed(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router(
         [Reply.plan(step("post", action="notify", input="#ops deploy done"))]
     )
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("tell ops")
     plan = await plan_in(fake_slack, ts)
     await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
     ask = await said(fake_slack, ts, "Step post (notify, external) wants to run")
     value = buttons(ask)["run_step"]
     assert buttons(ask)["skip_step"] == value
-    await Person(fake_slack, "U666").click("run_step", value, message_ts=ask["ts"])
+    await Person(fake_slack, bot, "U666").click("run_step", value, message_ts=ask["ts"])
     await fake_slack.wait_for_call("chat.postEphemeral")
     await alice.click("run_step", value, message_ts=ask["ts"])
     await said(fake_slack, ts, "#ops deploy done")  # the notify step posted in the thread
@@ -288,11 +284,11 @@ async def test_a_risky_step_asks_with_run_and_skip_buttons_and_runs_when_confirm
 
 
 async def test_an_unanswered_step_is_skipped_at_its_deadline_and_the_thread_says_so(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("post", action="notify", input="#ops hi"))])
-    await start_bot(orch_confirm_timeout_s=0.3)
-    alice = Person(fake_slack)
+    bot = await open_bot(orch_confirm_timeout_s=0.3)
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("tell ops")
     plan = await plan_in(fake_slack, ts)
     await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
@@ -303,13 +299,13 @@ async def test_an_unanswered_step_is_skipped_at_its_deadline_and_the_thread_says
 
 
 async def test_slack_429_and_500_are_retried_and_the_reply_still_arrives(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router([Reply.plan(step("a"))])
-    await start_bot()
+    bot = await open_bot()
     fake_slack.fail_next("chat.postMessage", 429, retry_after=1)
     fake_slack.fail_next("chat.update", 500)
-    ts = await Person(fake_slack).mention("do a")
+    ts = await Person(fake_slack, bot).mention("do a")
     await plan_in(fake_slack, ts)
     faulted = [c for c in fake_slack.calls if c.status != 200]
     assert [(c.method, c.status) for c in faulted] == [
@@ -319,14 +315,14 @@ async def test_slack_429_and_500_are_retried_and_the_reply_still_arrives(
 
 
 async def test_a_six_step_plan_costs_at_most_twenty_slack_writes(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.responder = Router(
         [Reply.plan(*[step(f"s{i}", *([f"s{i - 1}"] if i else [])) for i in range(6)])],
         {f"s{i}": Reply(f"out {i}", delay_s=0.05) for i in range(6)},
     )
-    await start_bot()
-    alice = Person(fake_slack)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
     ts = await alice.mention("six steps")
     plan = await plan_in(fake_slack, ts)
     await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])

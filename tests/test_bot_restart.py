@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot_steps import Person, buttons, plan_in, said
+from tests.bot_steps import Person, SocketDelivery, buttons, plan_in, said
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router
 from tests.fakes.slack_server import FakeSlack
 from tests.helpers import step
@@ -64,7 +64,7 @@ async def test_every_button_still_works_after_the_bot_is_killed_and_started_agai
     fake_openai.responder = Router([Reply.plan(step("a"))])
     bot = BotProcess(fake_slack, fake_openai, tmp_path)
     await bot.start()
-    alice = Person(fake_slack)
+    alice = Person(fake_slack, SocketDelivery(fake_slack))
     ts = await alice.mention("do a")
     plan = await plan_in(fake_slack, ts)
     await bot.stop(signal.SIGKILL)
@@ -89,7 +89,7 @@ async def test_sigterm_mid_step_exits_cleanly_and_the_next_start_finishes_the_wo
     fake_openai.responder = router
     bot = BotProcess(fake_slack, fake_openai, tmp_path)
     await bot.start()
-    alice = Person(fake_slack)
+    alice = Person(fake_slack, SocketDelivery(fake_slack))
     ts = await alice.mention("slow work")
     plan = await plan_in(fake_slack, ts)
     await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
