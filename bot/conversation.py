@@ -133,8 +133,13 @@ class Conversation:
         if task.phase is Phase.AWAITING_APPROVAL:
             # The plan loses its buttons before the work starts, so nobody clicks a stale one.
             await self._surface.close_plan(task, verb=past, actor=user, at=time.time())
+        act = {
+            "approve": self._orch.approve,
+            "reject": self._orch.reject,
+            "cancel": self._orch.cancel,
+        }
         try:
-            await getattr(self._orch, verb)(task_id, user=user)
+            await act[verb](task_id, user=user)
         except NotPendingError:
             await self._reclose(task)
             return Reply(render.not_pending(await self._why(task)), is_ephemeral=True)

@@ -10,17 +10,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from ._actions import ActionRunner
 from ._config import OrchestratorConfig
 from ._errors import NotPendingError, OrchestratorError, PlanningError
-from ._events import ConfirmationRequested, EventBus, PlanReplaced, StepChanged
-from ._graph import dependents, ready_steps
+from ._events import EventBus, PlanReplaced
+from ._graph import ready_steps
 from ._models import Step, Task
-from ._phases import STEP_TRANSITIONS, Phase, StepState, check_state
+from ._phases import Phase, StepState
 from ._planner import Planner
 from ._retry import with_retries
 from ._run import TaskRun
+from ._steps import SYSTEM, StepWriter
 from ._store import Store
 
 log = logging.getLogger(__name__)
-SYSTEM = "orchestrator"
 Outcome = tuple[Phase, str | None]
 PhaseWriter = Callable[[str, Phase, Phase, str, str | None], Awaitable[None]]
 Finisher = Callable[[str], Awaitable[None]]
@@ -48,6 +48,7 @@ class Executor:
         self._write_phase = write_phase
         self._on_finished = on_finished
         self._runs: dict[str, TaskRun] = {}
+        self._steps = StepWriter(store, bus, config)
 
     def is_running(self, task_id: str) -> bool:
         return task_id in self._runs
@@ -64,9 +65,11 @@ class Executor:
         reason = "interrupted by a restart"
         for step in run.in_state(StepState.RUNNING):
             if step.action.has_side_effects:
-                await self._ask(run, step.id, f"{reason}; it may have run already")
+                await self._steps.ask(run, step.id, f"{reason}; it may have run already")
             else:
-                await self._move(run, step.id, StepState.PENDING, reason=f"{reason}; runs again")
+                await self._steps.move(
+                    run, step.id, StepState.PENDING, reason=f"{reason}; runs again"
+                )
         self._runs[task.id] = run
         run.main = asyncio.create_task(self._main(run), name=f"task-{task.id}")
 
@@ -127,7 +130,7 @@ class Executor:
                     await self._write_phase(task_id, Phase.EXECUTING, phase, SYSTEM, reason)
                 except NotPendingError:
                     phase = Phase.CANCELLED  # a cancel won the race; its phase stands
-            await self._close_steps(run, phase, reason)
+            await self._steps.close_steps(run, phase, reason)
             await self._on_finished(task_id)
         except asyncio.CancelledError:
             if not run.is_shutdown:
@@ -217,7 +220,7 @@ class Executor:
             if not self._within_budgets(run):
                 return
             attempts = run.steps[step_id].attempts + 1
-            if not await self._move(
+            if not await self._steps.move(
                 run, step_id, StepState.RUNNING, actor=actor, attempts=attempts
             ):
                 return
@@ -243,15 +246,15 @@ class Executor:
                     on_retry=count_retry,
                 )
         except TimeoutError:
-            await self._fail(run, step.id, f"timed out after {cfg.step_timeout_s:g}s")
+            await self._steps.fail(run, step.id, f"timed out after {cfg.step_timeout_s:g}s")
         except OrchestratorError as err:
-            await self._fail(run, step.id, err.reason)
+            await self._steps.fail(run, step.id, err.reason)
         except Exception as exc:
             log.exception("step %s of task %s crashed", step.id, run.task.id)
-            await self._fail(run, step.id, f"internal error: {type(exc).__name__}")
+            await self._steps.fail(run, step.id, f"internal error: {type(exc).__name__}")
         else:
             run.tokens += outcome.tokens
-            await self._move(
+            await self._steps.move(
                 run,
                 step.id,
                 StepState.COMPLETED,
@@ -273,29 +276,11 @@ class Executor:
             )
         return run.budget_error is None
 
-    async def _fail(self, run: TaskRun, step_id: str, reason: str) -> None:
-        await self._move(run, step_id, StepState.FAILED, reason=reason)
-        await self._skip_dependents(run, step_id, f"needs {step_id}, which failed")
-
-    async def _skip_dependents(self, run: TaskRun, step_id: str, reason: str) -> None:
-        for dep_id in sorted(dependents(run.plan, step_id)):
-            if run.steps[dep_id].state is StepState.PENDING:
-                await self._move(run, dep_id, StepState.SKIPPED, reason=reason)
-
-    async def _ask(self, run: TaskRun, step_id: str, reason: str) -> float:
-        """Move a step to awaiting confirmation and announce it; returns the deadline."""
-        deadline = time.time() + self._config.confirm_timeout_s
-        await self._move(
-            run, step_id, StepState.AWAITING_CONFIRMATION, reason=reason, confirm_deadline=deadline
-        )
-        self._bus.publish(ConfirmationRequested(run.task.id, step_id, deadline, reason))
-        return deadline
-
     async def _confirmed_by(self, run: TaskRun, step_id: str) -> str | None:
         """Wait for a person to run the step: who did, or None when skipped or expired."""
         step = run.steps[step_id]
         if step.state is StepState.PENDING:
-            deadline = await self._ask(run, step_id, f"{step.tier.value} step: run or skip?")
+            deadline = await self._steps.ask(run, step_id, f"{step.tier.value} step: run or skip?")
         else:
             deadline = step.confirm_deadline or time.time() + self._config.confirm_timeout_s
         future = run.confirmation(step_id)
@@ -309,21 +294,23 @@ class Executor:
             await self._store.record_decision(
                 run.task.id, "expired", actor=SYSTEM, step_id=step_id, reason=reason
             )
-            await self._move(run, step_id, StepState.SKIPPED, reason=reason)
-            await self._skip_dependents(run, step_id, f"needs {step_id}, which was skipped")
+            await self._steps.move(run, step_id, StepState.SKIPPED, reason=reason)
+            await self._steps.skip_dependents(run, step_id, f"needs {step_id}, which was skipped")
             return None
         await self._store.record_decision(
             run.task.id, "run" if is_run else "skip", actor=actor, step_id=step_id, reason=None
         )
         if is_run:
             return actor
-        await self._move(run, step_id, StepState.SKIPPED, actor=actor, reason=f"skipped by {actor}")
-        await self._skip_dependents(run, step_id, f"needs {step_id}, which was skipped")
+        await self._steps.move(
+            run, step_id, StepState.SKIPPED, actor=actor, reason=f"skipped by {actor}"
+        )
+        await self._steps.skip_dependents(run, step_id, f"needs {step_id}, which was skipped")
         return None
 
     async def _replan(self, run: TaskRun, failed: list[Step]) -> None:
         for step in run.in_state(StepState.PENDING, StepState.AWAITING_CONFIRMATION):
-            await self._move(run, step.id, StepState.SKIPPED, reason="replaced by a new plan")
+            await self._steps.move(run, step.id, StepState.SKIPPED, reason="replaced by a new plan")
         completed = run.in_state(StepState.COMPLETED)
         replaced = [s.id for s in run.plan if s.state is not StepState.COMPLETED]
         version = run.plan_version + 1
@@ -349,68 +336,6 @@ class Executor:
         run.plan_version = version
         self._bus.publish(PlanReplaced(run.task.id, version, reason))
         self._within_budgets(run)
-
-    async def _close_steps(self, run: TaskRun, phase: Phase, reason: str | None) -> None:
-        """Give every unfinished step of an ended task its final state."""
-        for step in run.plan:
-            if step.state.is_terminal:
-                continue
-            if step.state is StepState.RUNNING or phase is Phase.CANCELLED:
-                why = "the task was cancelled" if phase is Phase.CANCELLED else reason
-                await self._move(run, step.id, StepState.CANCELLED, reason=why)
-            else:
-                await self._move(run, step.id, StepState.SKIPPED, reason=f"not run: {reason}")
-
-    async def _move(
-        self,
-        run: TaskRun,
-        step_id: str,
-        new: StepState,
-        *,
-        actor: str = SYSTEM,
-        reason: str | None = None,
-        output: str | None = None,
-        attempts: int | None = None,
-        confirm_deadline: float | None = None,
-        tokens: int = 0,
-    ) -> bool:
-        """The one writer of step states: check the table, compare-and-set, mirror, publish."""
-        step = run.steps[step_id]
-        check_state(step.state, new)
-        is_set = await self._store.set_step(
-            run.task.id,
-            step_id,
-            old=step.state,
-            new=new,
-            actor=actor,
-            reason=reason,
-            output=output,
-            attempts=attempts,
-            confirm_deadline=confirm_deadline,
-            tokens=tokens,
-        )
-        if not is_set:
-            return await self._retry_move(run, step_id, new, actor=actor, reason=reason)
-        run.steps[step_id] = step.evolve(
-            state=new,
-            reason=reason,
-            output=output if output is not None else step.output,
-            attempts=attempts if attempts is not None else step.attempts,
-            confirm_deadline=confirm_deadline,
-        )
-        self._bus.publish(StepChanged(run.task.id, step_id, step.state, new, actor, reason))
-        return True
-
-    async def _retry_move(
-        self, run: TaskRun, step_id: str, new: StepState, *, actor: str, reason: str | None
-    ) -> bool:
-        """The stored state differs from the mirror (a write landed for a cancelled caller)."""
-        stored = (await self._store.get_task(run.task.id)).step(step_id)
-        log.info("step %s of task %s is %s in the store", step_id, run.task.id, stored.state.value)
-        run.steps[step_id] = stored
-        if stored.state is new or new not in STEP_TRANSITIONS[stored.state]:
-            return False
-        return await self._move(run, step_id, new, actor=actor, reason=reason)
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:

@@ -14,11 +14,12 @@ from ._actions import ActionRunner, LogNotifier, Notifier
 from ._config import OrchestratorConfig
 from ._errors import NotAllowedError, NotPendingError, OrchestratorError
 from ._events import Event, EventBus, PhaseChanged, TaskFinished, TaskSubmitted
-from ._executor import SYSTEM, Executor
+from ._executor import Executor
 from ._llm import LLM
 from ._models import Task, Transition
 from ._phases import Phase, check_phase
 from ._planner import Planner
+from ._steps import SYSTEM
 from ._store import Store
 from ._summary import summary_text
 
