@@ -32,9 +32,17 @@ UPDATE_INTERVAL_S = 1.0
 class Relay:
     """Subscribes to the orchestrator and keeps every task's thread current, one worker per task."""
 
-    def __init__(self, orch: Orchestrator, threads: SlackThreads) -> None:
+    def __init__(
+        self,
+        orch: Orchestrator,
+        threads: SlackThreads,
+        *,
+        update_interval_s: float = UPDATE_INTERVAL_S,
+    ) -> None:
+        """`update_interval_s` spaces edits of one progress message (0: on every change)."""
         self._orch = orch
         self._threads = threads
+        self._interval = update_interval_s
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
@@ -63,7 +71,7 @@ class Relay:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def _work(self, task_id: str, queue: asyncio.Queue[Event]) -> None:
-        thread = _ThreadState()
+        thread = _ThreadState(self._interval)
         try:
             while True:
                 timeout = thread.flush_due - time.monotonic() if thread.is_dirty else None
@@ -143,13 +151,14 @@ class Relay:
 class _ThreadState:
     """When the progress message last changed and whether it is behind."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
         self.is_dirty = False
         self.last_update = 0.0
 
     @property
     def flush_due(self) -> float:
-        return self.last_update + UPDATE_INTERVAL_S
+        return self.last_update + self.interval_s
 
     def mark_dirty(self) -> None:
         self.is_dirty = True
