@@ -112,7 +112,7 @@ class Relay:
             await self._threads.post(channel, thread_ts, render.replanned(task, event.reason))
             thread.mark_dirty()
         elif isinstance(event, TaskFinished):
-            if thread.is_dirty or task.meta.get("progress_ts"):
+            if thread.is_dirty:  # the final states, before the summary that follows them
                 await self._flush_progress(task.id, thread)
             await self._threads.post(channel, thread_ts, render.summary(task))
 

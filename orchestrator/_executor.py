@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -136,14 +137,23 @@ class Executor:
             if not run.is_shutdown:
                 raise
         except Exception:
-            # Whatever happens, the task ends in a terminal phase.
             log.exception("task %s crashed", task_id)
+            await self._end_crashed(run)
+        finally:
+            self._runs.pop(task_id, None)
+
+    async def _end_crashed(self, run: TaskRun) -> None:
+        """Whatever happened, the task ends in a terminal phase with its steps closed."""
+        task_id = run.task.id
+        with contextlib.suppress(NotPendingError):
             await self._write_phase(
                 task_id, Phase.EXECUTING, Phase.FAILED, SYSTEM, "internal error"
             )
-            await self._on_finished(task_id)
-        finally:
-            self._runs.pop(task_id, None)
+        try:
+            await self._steps.close_steps(run, Phase.FAILED, "internal error")
+        except Exception:
+            log.exception("closing the steps of task %s failed", task_id)
+        await self._on_finished(task_id)
 
     async def _drive_within_budget(self, run: TaskRun) -> Outcome:
         limit = self._config.task_timeout_s

@@ -386,3 +386,23 @@ async def test_a_notify_step_posts_through_the_notifier_it_was_given(
     assert task.phase is Phase.COMPLETED
     assert task.step("n").tier.value == "write"  # the floor raised the LLM's "read"
     assert notifier.posted == [(task.id, "all done")]
+
+
+class BrokenNotifier:
+    """A notifier with a bug in it."""
+
+    async def notify(self, task: Task, message: str) -> None:
+        raise RuntimeError("notifier bug")
+
+
+async def test_a_bug_inside_an_action_fails_the_step_and_the_task_still_ends(
+    make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = Router(
+        [Reply.plan(step("n", action="notify", input="hi"), step("after", "n"))]
+    )
+    orch = await make_orchestrator(notifier=BrokenNotifier(), max_replans=0)
+    task = await run_to_end(orch, await planned(orch, "x"))
+    assert task.phase is Phase.FAILED
+    assert task.step("n").reason == "internal error: RuntimeError"
+    assert states(task) == {"n": "failed", "after": "skipped"}
