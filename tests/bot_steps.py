@@ -112,6 +112,10 @@ class Person:
         assert await self.delivery.event(event)
         return ts
 
+    async def press(self, action_id: str, shown: dict[str, Any]) -> None:
+        """Click the button `action_id` on a message as it looks now."""
+        await self.click(action_id, buttons(shown)[action_id], message_ts=shown["ts"])
+
     async def click(self, action_id: str, value: str, *, message_ts: str) -> None:
         payload = self.slack.block_action(
             action_id, value, message_ts=message_ts, user=self.user, channel=self.channel

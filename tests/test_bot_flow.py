@@ -101,7 +101,7 @@ async def test_reject_by_button_discards_the_plan_and_says_who(
     alice = Person(fake_slack, bot)
     ts = await alice.mention("do a")
     plan = await plan_in(fake_slack, ts)
-    await alice.click("reject_plan", buttons(plan)["reject_plan"], message_ts=plan["ts"])
+    await alice.press("reject_plan", plan)
     await said(fake_slack, ts, "cancelled (rejected)")
     assert "Rejected by <@U1>" in str(fake_slack.message_at("C1", plan["ts"]))
     assert len(fake_openai.requests) == 1  # nothing ran
@@ -115,7 +115,7 @@ async def test_someone_else_gets_an_ephemeral_refusal_and_nothing_changes(
     alice, mallory = Person(fake_slack, bot, "U1"), Person(fake_slack, bot, "U666")
     ts = await alice.mention("do a")
     plan = await plan_in(fake_slack, ts)
-    await mallory.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
+    await mallory.press("approve_plan", plan)
     refusal = await fake_slack.wait_for_call("chat.postEphemeral")
     assert refusal["user"] == "U666"
     assert "only <@U1> or an approver" in refusal["text"]
@@ -131,9 +131,7 @@ async def test_an_approver_may_approve_anyones_plan(
     bot = await open_bot(orch_approvers="UBOSS")
     ts = await Person(fake_slack, bot, "U1").mention("do a")
     plan = await plan_in(fake_slack, ts)
-    await Person(fake_slack, bot, "UBOSS").click(
-        "approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"]
-    )
+    await Person(fake_slack, bot, "UBOSS").press("approve_plan", plan)
     await said(fake_slack, ts, "completed")
 
 
@@ -177,7 +175,7 @@ async def test_cancel_typed_in_the_thread_stops_the_work(
     alice = Person(fake_slack, bot)
     ts = await alice.mention("slow work")
     plan = await plan_in(fake_slack, ts)
-    await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
+    await alice.press("approve_plan", plan)
     await said(fake_slack, ts, "executing")
     await fake_slack.wait_until(lambda: fake_openai.in_flight == 1)
     await alice.say("cancel", thread_ts=ts)
@@ -269,7 +267,7 @@ async def test_a_risky_step_asks_with_run_and_skip_buttons_and_runs_when_confirm
     alice = Person(fake_slack, bot)
     ts = await alice.mention("tell ops")
     plan = await plan_in(fake_slack, ts)
-    await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
+    await alice.press("approve_plan", plan)
     ask = await said(fake_slack, ts, "Step post (notify, external) wants to run")
     value = buttons(ask)["run_step"]
     assert buttons(ask)["skip_step"] == value
@@ -291,7 +289,7 @@ async def test_an_unanswered_step_is_skipped_at_its_deadline_and_the_thread_says
     alice = Person(fake_slack, bot)
     ts = await alice.mention("tell ops")
     plan = await plan_in(fake_slack, ts)
-    await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
+    await alice.press("approve_plan", plan)
     ask = await said(fake_slack, ts, "Step post")
     summary = await said(fake_slack, ts, "completed")
     assert "confirmation expired" in summary["text"]
@@ -325,7 +323,7 @@ async def test_a_six_step_plan_costs_at_most_twenty_slack_writes(
     alice = Person(fake_slack, bot)
     ts = await alice.mention("six steps")
     plan = await plan_in(fake_slack, ts)
-    await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
+    await alice.press("approve_plan", plan)
     await said(fake_slack, ts, "completed")
     await asyncio.sleep(1.2)  # any coalesced progress edit still due lands now
     writes = len(fake_slack.calls_to("chat.postMessage")) + len(fake_slack.calls_to("chat.update"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot_steps import Person, SocketDelivery, buttons, plan_in, said
+from tests.bot_steps import Person, SocketDelivery, plan_in, said
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router
 from tests.fakes.slack_server import FakeSlack
 from tests.helpers import step
@@ -70,7 +70,7 @@ async def test_every_button_still_works_after_the_bot_is_killed_and_started_agai
     await bot.stop(signal.SIGKILL)
 
     await bot.start()
-    await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
+    await alice.press("approve_plan", plan)
     await said(fake_slack, ts, "completed")
     await alice.say("status", thread_ts=ts)
     await fake_slack.wait_until(
@@ -92,7 +92,7 @@ async def test_sigterm_mid_step_exits_cleanly_and_the_next_start_finishes_the_wo
     alice = Person(fake_slack, SocketDelivery(fake_slack))
     ts = await alice.mention("slow work")
     plan = await plan_in(fake_slack, ts)
-    await alice.click("approve_plan", buttons(plan)["approve_plan"], message_ts=plan["ts"])
+    await alice.press("approve_plan", plan)
     await fake_slack.wait_until(lambda: fake_openai.in_flight == 1, timeout=10)
     assert await bot.stop(signal.SIGTERM) == 0
 
