@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -34,8 +35,8 @@ class SlackThreads:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
 
-    async def post(self, channel: str, thread_ts: str, message: Message) -> str | None:
-        """Post in a thread; the new message's ts, or None when Slack refused."""
+    async def post(self, channel: str, thread_ts: str | None, message: Message) -> str | None:
+        """Post in a thread (or at the top of the channel); the new ts, or None if refused."""
         try:
             response = await self.client.chat_postMessage(
                 channel=channel,
@@ -78,15 +79,24 @@ class SlackThreads:
             await self.update(task.meta["channel"], plan_ts, message)
 
 
+# A notify message that starts with a channel link (<#C123> or <#C123|name>) goes to that channel.
+_TO_CHANNEL = re.compile(r"^\s*<#([A-Z0-9]+)(?:\|[^>]*)?>\s*(.*)$", re.DOTALL)
+
+
 class SlackNotifier:
-    """The orchestrator's notify action: a message in the task's own thread."""
+    """The orchestrator's notify action: a message in the task's thread, or in a linked channel.
+
+    The orchestrator rates a message to another channel `external`, so a person confirms it first.
+    """
 
     def __init__(self, threads: SlackThreads) -> None:
         self._threads = threads
 
     async def notify(self, task: Task, message: str) -> None:
-        ts = await self._threads.post(
-            task.meta["channel"], task.meta["thread_ts"], Message(message)
-        )
-        if ts is None:
+        target = _TO_CHANNEL.match(message)
+        if target:
+            channel, thread_ts, text = target[1], None, target[2] or message
+        else:
+            channel, thread_ts, text = task.meta["channel"], task.meta["thread_ts"], message
+        if await self._threads.post(channel, thread_ts, Message(text)) is None:
             raise StepError("Slack refused the message")

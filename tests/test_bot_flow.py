@@ -330,3 +330,21 @@ async def test_a_six_step_plan_costs_at_most_twenty_slack_writes(
     assert writes <= 20
     progress = next(m for m in thread(fake_slack, ts) if m["text"].startswith("Progress"))
     assert progress["text"].startswith("Progress: 6/6 steps finished")
+
+
+async def test_a_notify_to_another_channel_asks_first_then_posts_there(
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = Router(
+        [Reply.plan(step("tell", action="notify", input="<#C2|ops> deploy done", tier="read"))]
+    )
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
+    ts = await alice.mention("tell ops the deploy is done")
+    await alice.press("approve_plan", await plan_in(fake_slack, ts))
+    ask = await said(fake_slack, ts, "Step tell (notify, external) wants to run")
+    assert fake_slack.calls_to("chat.postMessage")[-1]["channel"] == "C1"  # nothing sent yet
+    await alice.press("run_step", ask)
+    await said(fake_slack, ts, "completed")
+    posted = [m for m in fake_slack.messages if m["channel"] == "C2"]
+    assert [(m["text"], m["thread_ts"]) for m in posted] == [("deploy done", None)]
