@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -25,8 +24,10 @@ from . import render
 from .slack_io import SlackThreads
 
 log = logging.getLogger(__name__)
-# Slack: chat.update is rate limited (about 50 a minute); one edit per message per second at most.
+# Slack: chat.update is rate limited (Tier 3, about 50 a minute per workspace). One edit per
+# progress message per second at most, and progress edits of all tasks spaced to fit 50 a minute.
 UPDATE_INTERVAL_S = 1.0
+EDIT_SPACING_S = 60 / 50
 
 
 class Relay:
@@ -43,6 +44,7 @@ class Relay:
         self._orch = orch
         self._threads = threads
         self._interval = update_interval_s
+        self._edits = _Spacing(EDIT_SPACING_S if update_interval_s else 0.0)
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
@@ -100,7 +102,7 @@ class Relay:
             if ts:
                 await self._orch.set_meta(task.id, "plan_ts", ts)
         elif isinstance(event, PhaseChanged):
-            await self._phase_changed(task, event)
+            await self._phase_changed(task, event, thread)
         elif isinstance(event, StepChanged):
             await self._step_changed(task, event, thread)
         elif isinstance(event, ConfirmationRequested):
@@ -116,7 +118,7 @@ class Relay:
                 await self._flush_progress(task.id, thread)
             await self._threads.post(channel, thread_ts, render.summary(task))
 
-    async def _phase_changed(self, task: Task, event: PhaseChanged) -> None:
+    async def _phase_changed(self, task: Task, event: PhaseChanged, thread: _ThreadState) -> None:
         channel, thread_ts = task.meta["channel"], task.meta["thread_ts"]
         if event.new is Phase.AWAITING_APPROVAL:
             message = render.plan(task)
@@ -127,9 +129,7 @@ class Relay:
                     await self._orch.set_meta(task.id, "plan_ts", ts)
         elif event.new is Phase.EXECUTING:
             await self._threads.post(channel, thread_ts, render.phase(task))
-            ts = await self._threads.post(channel, thread_ts, render.progress(task))
-            if ts:
-                await self._orch.set_meta(task.id, "progress_ts", ts)
+            thread.mark_dirty()  # the progress message follows, with the steps' first moves
         # Terminal phases are named by the summary that TaskFinished brings.
 
     async def _step_changed(self, task: Task, event: StepChanged, thread: _ThreadState) -> None:
@@ -141,11 +141,18 @@ class Relay:
             await self._threads.update(task.meta["channel"], confirm_ts, message)
 
     async def _flush_progress(self, task_id: str, thread: _ThreadState) -> None:
-        task = await self._orch.get_task(task_id)
-        progress_ts = task.meta.get("progress_ts")
+        """Post the progress message, or edit it in its turn (edits are spaced workspace-wide)."""
         thread.flushed()
-        if progress_ts:
-            await self._threads.update(task.meta["channel"], progress_ts, render.progress(task))
+        task = await self._orch.get_task(task_id)
+        channel, progress_ts = task.meta["channel"], task.meta.get("progress_ts")
+        if not progress_ts:
+            ts = await self._threads.post(channel, task.meta["thread_ts"], render.progress(task))
+            if ts:
+                await self._orch.set_meta(task.id, "progress_ts", ts)
+            return
+        await self._edits.wait_turn()
+        task = await self._orch.get_task(task_id)  # the latest, after waiting for the turn
+        await self._threads.update(channel, progress_ts, render.progress(task))
 
 
 class _ThreadState:
@@ -168,7 +175,15 @@ class _ThreadState:
         self.last_update = time.monotonic()
 
 
-async def run_relay(relay: Relay) -> None:
-    """Run the relay until cancelled, logging instead of dying on a bug."""
-    with contextlib.suppress(asyncio.CancelledError):
-        await relay.run()
+class _Spacing:
+    """Hands out turns at least `interval_s` apart, in the order they were asked for."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval = interval_s
+        self._next = 0.0
+
+    async def wait_turn(self) -> None:
+        now = time.monotonic()
+        turn = max(now, self._next)
+        self._next = turn + self._interval
+        await asyncio.sleep(turn - now)

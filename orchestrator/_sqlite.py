@@ -78,6 +78,12 @@ class SqliteStore:
             raise StoreError("the store is closed")
         return self._read
 
+    async def _fetch(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        # execute_fetchall runs and finishes the statement in one trip to aiosqlite's thread. Two
+        # cursors left open at once would keep the reader's snapshot alive, and overlapping
+        # reads would then never see new commits.
+        return list(await self._reader.execute_fetchall(query, params))
+
     @property
     def _w(self) -> GroupWriter:
         if self._writer is None:
@@ -159,8 +165,7 @@ class SqliteStore:
             f"LEFT JOIN steps s ON s.task_id = t.id {clause} "
             "ORDER BY t.created_at, t.rowid, s.position"
         )
-        async with self._reader.execute(query, params) as cur:
-            rows = await cur.fetchall()
+        rows = await self._fetch(query, params)
         heads: dict[str, Any] = {}
         steps: dict[str, list[Step]] = {}
         for row in rows:
@@ -283,8 +288,7 @@ class SqliteStore:
             "SELECT task_id, kind, old, new, actor, at, step_id, reason FROM transitions "
             "WHERE task_id = ? ORDER BY seq"
         )
-        async with self._reader.execute(query, (task_id,)) as cur:
-            return [Transition(*row) for row in await cur.fetchall()]
+        return [Transition(*row) for row in await self._fetch(query, (task_id,))]
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -406,3 +406,28 @@ async def test_a_bug_inside_an_action_fails_the_step_and_the_task_still_ends(
     assert task.phase is Phase.FAILED
     assert task.step("n").reason == "internal error: RuntimeError"
     assert states(task) == {"n": "failed", "after": "skipped"}
+
+
+async def test_tasks_finishing_together_each_report_their_final_state(
+    make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI
+) -> None:
+    # Overlapping reads once shared a stale snapshot: a summary could say "executing".
+    count = 40
+    fake_openai.responder = Router(
+        [Reply.plan(step("a"), step("b"), step("c", "a", "b"))] * count,
+        {s: Reply(s, delay_s=0.05) for s in "abc"},
+    )
+    orch = await make_orchestrator()
+    tasks = [await orch.submit(f"r{i}", requester="U1", scope=f"C1:{i}") for i in range(count)]
+    for task in tasks:
+        await orch.wait(task.id, {Phase.AWAITING_APPROVAL}, timeout=10)
+    finished: list[TaskFinished] = []
+    async with orch.subscribe() as events, asyncio.timeout(20):
+        await asyncio.gather(*(orch.approve(t.id, user="U1") for t in tasks))
+        async for event in events:
+            if isinstance(event, TaskFinished):
+                finished.append(event)
+                if len(finished) == count:
+                    break
+    assert {e.phase for e in finished} == {Phase.COMPLETED}
+    assert all(e.summary.startswith("Task completed.") for e in finished)

@@ -677,3 +677,26 @@ async def test_a_key_repeated_in_one_call_counts_once(store: SqliteStore) -> Non
     assert await store.claim_messages(["k", "k"]) is True
     with pytest.raises(DuplicateMessageError):
         await store.create_task(make_task("t2"), message_keys=["m"])
+
+
+async def test_reads_overlapping_other_reads_still_see_every_commit(store: SqliteStore) -> None:
+    # Cursors left open across awaits once kept the reader on one old snapshot for good.
+    for i in range(100):
+        await store.create_task(make_task(f"t{i}"))
+    done = asyncio.Event()
+
+    async def keep_reading() -> None:
+        while not done.is_set():
+            await store.get_task("t0")
+
+    async def move_then_read(task_id: str) -> Phase:
+        await store.set_phase(task_id, old=Phase.PLANNING, new=Phase.FAILED, actor="U", reason=None)
+        return (await store.get_task(task_id)).phase
+
+    readers = [asyncio.create_task(keep_reading()) for _ in range(64)]
+    try:
+        seen = await asyncio.gather(*(move_then_read(f"t{i}") for i in range(100)))
+    finally:
+        done.set()
+        await asyncio.gather(*readers)
+    assert set(seen) == {Phase.FAILED}
