@@ -76,12 +76,11 @@ class Conversation:
         text: str,
         *,
         user: str,
-        where: Where,
+        scope: str,
         message_keys: Sequence[str],
         meta: dict[str, str],
     ) -> Task | None:
         """Record a new request (planned in the background); None when the message was seen."""
-        scope = where.scope or thread_scope(where.channel, meta["thread_ts"])
         try:
             return await self._orch.submit(
                 text, requester=user, scope=scope, message_keys=message_keys, meta=meta
@@ -123,9 +122,8 @@ class Conversation:
         except TaskNotFoundError:
             return Reply(render.not_pending("unknown plan"), is_ephemeral=True)
         if not self._orch.may_act(task, user):
-            return Reply(
-                render.refused(f"only <@{task.requester}> or an approver may {verb} it"), True
-            )
+            refusal = render.refused(f"only <@{task.requester}> or an approver may {verb} it")
+            return Reply(refusal, is_ephemeral=True)
         expected = LIVE if verb == "cancel" else (Phase.AWAITING_APPROVAL,)
         if task.phase not in expected:
             return Reply(render.not_pending(await self._why(task)), is_ephemeral=True)

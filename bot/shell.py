@@ -22,12 +22,13 @@ from orchestrator import (
 )
 
 from . import render
-from .conversation import Conversation, Where, parse_command
+from .conversation import Conversation, Where, parse_command, thread_scope
 from .service import build_llm_client
 from .settings import Settings
 
 USER = "you"
 WHERE = Where("shell", "1")
+SCOPE = thread_scope(WHERE.channel, "1")
 
 
 class TerminalSurface:
@@ -94,7 +95,7 @@ async def _handle_line(line: str, conv: Conversation, surface: TerminalSurface) 
         if reply is not None:
             surface.say(reply.message.text)
         return
-    await conv.request(line, user=USER, where=WHERE, message_keys=(), meta={})
+    await conv.request(line, user=USER, scope=SCOPE, message_keys=(), meta={})
 
 
 async def _waiting_task(conv: Conversation, step_id: str) -> str | None:

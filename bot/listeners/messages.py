@@ -47,7 +47,7 @@ async def _mention(
     await conv.request(
         text,
         user=user,
-        where=Where(channel, reply_ts),
+        scope=thread_scope(channel, reply_ts),
         message_keys=[f"msg:{channel}:{ts}", f"event:{event_id}"],
         meta={"channel": channel, "thread_ts": reply_ts},
     )
