@@ -46,14 +46,20 @@ class StepWriter:
 
     async def close_steps(self, run: TaskRun, phase: Phase, reason: str | None) -> None:
         """Give every unfinished step of an ended task its final state."""
-        for step in run.plan:
-            if step.state.is_terminal:
-                continue
-            if step.state is StepState.RUNNING or phase is Phase.CANCELLED:
-                why = "the task was cancelled" if phase is Phase.CANCELLED else reason
-                await self.move(run, step.id, StepState.CANCELLED, reason=why)
-            else:
-                await self.move(run, step.id, StepState.SKIPPED, reason=f"not run: {reason}")
+        for step_id in [s.id for s in run.plan]:
+            # A second try: a step cancelled mid-write may be further along in the store than
+            # in the mirror (a failed move reloads it), and its final state depends on which.
+            for _ in range(2):
+                state = run.steps[step_id].state
+                if state.is_terminal:
+                    break
+                why: str | None = f"not run: {reason}"
+                new = StepState.SKIPPED
+                if state is StepState.RUNNING or phase is Phase.CANCELLED:
+                    new = StepState.CANCELLED
+                    why = "the task was cancelled" if phase is Phase.CANCELLED else reason
+                if await self.move(run, step_id, new, reason=why):
+                    break
 
     async def move(
         self,
