@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a file: make `orchestrator` importable from the repo root
     sys.path.insert(0, str(ROOT))
 
+from bench import _cli  # noqa: E402
 from orchestrator import (  # noqa: E402
     OpenAILLM,
     Orchestrator,
@@ -277,17 +278,16 @@ def _deps(plan: Plan) -> list[str]:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _cli.parser(__doc__)
     parser.add_argument(
         "--tasks",
         default="10,50,100",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=_cli.int_list,
         help="tasks in flight for the second table, comma-separated (default 10,50,100)",
     )
     parser.add_argument(
         "--delay", default=0.2, type=float, help="seconds each step's model reply takes (0.2)"
     )
-    parser.add_argument("--dir", help="where the databases go (default: the system temp dir)")
     return parser.parse_args(argv)
 
 

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a file: make `bot` importable from the repo root
     sys.path.insert(0, str(ROOT))
 
+from bench import _cli  # noqa: E402
 from bot.relay import UPDATE_INTERVAL_S, Relay  # noqa: E402
 from bot.service import BotService  # noqa: E402
 from tests.bot_steps import Person, SocketDelivery, buttons, plan_in, said  # noqa: E402
@@ -156,11 +157,11 @@ async def main(sizes: list[int], *, scale: float, directory: str | None) -> None
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _cli.parser(__doc__)
     parser.add_argument(
         "--sizes",
         default="6,12,20",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=_cli.int_list,
         help="steps per plan, comma-separated (default 6,12,20; at most 40)",
     )
     parser.add_argument(
@@ -169,7 +170,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         type=float,
         help="multiply every step's 0.05-0.10 s model delay by this (default 1)",
     )
-    parser.add_argument("--dir", help="where the databases go (default: the system temp dir)")
     return parser.parse_args(argv)
 
 

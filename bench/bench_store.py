@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a file: make `orchestrator` importable from the repo root
     sys.path.insert(0, str(ROOT))
 
+from bench import _cli  # noqa: E402
 from orchestrator import Action, Phase, SqliteStore, Step, StepState, Task, Tier  # noqa: E402
 
 T = TypeVar("T")
@@ -157,11 +158,11 @@ async def main(sizes: list[int], *, min_writes: int, directory: str | None) -> N
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _cli.parser(__doc__)
     parser.add_argument(
         "--sizes",
         default="1,10,100,1000",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=_cli.int_list,
         help="tasks in flight, comma-separated (default 1,10,100,1000)",
     )
     parser.add_argument(
@@ -170,7 +171,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         type=int,
         help="repeat rounds of T tasks until this many writes (default 1000)",
     )
-    parser.add_argument("--dir", help="where the databases go (default: the system temp dir)")
     return parser.parse_args(argv)
 
 
