@@ -11,7 +11,7 @@ while a slot is free): steps / rounds at 4.
 Table 2: K tasks of one three-step plan (a and b, then c after both), max_parallel=4, all approved
 at once; each task alone would take 2 x delay. The fake server shares this process's event loop,
 so at high K its CPU is part of what is measured. The last column counts TaskFinished events whose
-phase is not `completed` although the task completed: the event was built from a stale read.
+phase is not `completed` although the task completed (a stale read once caused that; it is 0).
 
 From the repository root:
     .venv/bin/python -m bench.bench_engine [--delay 0.2] [--tasks 10,50,100] [--dir D]
@@ -126,10 +126,8 @@ async def _planned(orch: Orchestrator, count: int, timeout: float) -> list[Task]
     submitted = await asyncio.gather(
         *(orch.submit(f"job {i}", requester="U1", scope=f"C1:{i}") for i in range(count))
     )
-    # One wait at a time (planning still runs for all at once): reads that overlap on the store's
-    # one reader connection can see a snapshot older than the event that woke them, and a wait
-    # that reads its task stale waits for an event that already came.
-    tasks = [await orch.wait(t.id, {Phase.AWAITING_APPROVAL}, timeout=timeout) for t in submitted]
+    waits = [orch.wait(t.id, {Phase.AWAITING_APPROVAL}, timeout=timeout) for t in submitted]
+    tasks = await asyncio.gather(*waits)
     if any(t.phase is not Phase.AWAITING_APPROVAL for t in tasks):
         raise RuntimeError("a plan was not accepted; the benchmark measured the wrong thing")
     return list(tasks)
