@@ -348,3 +348,21 @@ async def test_a_notify_to_another_channel_asks_first_then_posts_there(
     await said(fake_slack, ts, "completed")
     posted = [m for m in fake_slack.messages if m["channel"] == "C2"]
     assert [(m["text"], m["thread_ts"]) for m in posted] == [("deploy done", None)]
+
+
+async def test_a_failed_step_is_replanned_and_the_thread_shows_the_new_plan(
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = Router(
+        [Reply.plan(step("a"), step("b", "a")), Reply.plan(step("a2", description="try again"))],
+        {"a": Reply.error(400, "the model refused")},
+    )
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
+    ts = await alice.mention("do a then b")
+    await alice.press("approve_plan", await plan_in(fake_slack, ts))
+    replanned = await said(fake_slack, ts, "Replanned (replanned after a failed)")
+    assert "[a2] research · read · waits for nothing: try again" in replanned["text"]
+    summary = await said(fake_slack, ts, "completed")
+    assert "[a] failed: do a — the model server answered 400: the model refused" in summary["text"]
+    assert "[b] skipped: do b — needs a, which failed (replaced by a new plan)" in summary["text"]
