@@ -33,6 +33,11 @@ def parse_command(text: str) -> str | None:
     return words[0] if len(words) == 1 and words[0] in COMMANDS else None
 
 
+def message_key(channel: str, ts: str) -> str:
+    """The key that makes one chat message count once, however often Slack delivers it."""
+    return f"msg:{channel}:{ts}"
+
+
 def thread_scope(channel: str, thread_ts: str) -> str:
     """The orchestrator scope of a conversation thread."""
     return f"{channel}:{thread_ts}"
@@ -90,7 +95,7 @@ class Conversation:
 
     async def claim(self, channel: str, ts: str) -> bool:
         """True the first time a chat message is seen; Slack's retries then find it taken."""
-        return await self._orch.claim_message(f"msg:{channel}:{ts}")
+        return await self._orch.claim_message(message_key(channel, ts))
 
     async def has_tasks(self, scope: str) -> bool:
         """Whether any task lives in this thread."""

@@ -7,7 +7,14 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from ..conversation import Conversation, Reply, Where, parse_command, thread_scope
+from ..conversation import (
+    Conversation,
+    Reply,
+    Where,
+    message_key,
+    parse_command,
+    thread_scope,
+)
 from ..slack_io import SlackThreads
 from .replies import send
 
@@ -48,7 +55,7 @@ async def _mention(
         text,
         user=user,
         scope=thread_scope(channel, reply_ts),
-        message_keys=[f"msg:{channel}:{ts}", f"event:{event_id}"],
+        message_keys=[message_key(channel, ts), f"event:{event_id}"],
         meta={"channel": channel, "thread_ts": reply_ts},
     )
 
