@@ -120,7 +120,8 @@ class Orchestrator:
         task = await self._authorized(task_id, user, "approve")
         await self._set_phase(task_id, Phase.AWAITING_APPROVAL, Phase.EXECUTING, user, "approved")
         task = await self._store.get_task(task_id)
-        self._executor.start(task, started_at=time.time())
+        if not self._is_closing:  # else the next start() resumes it from the store
+            self._executor.start(task, started_at=time.time())
         return task
 
     async def reject(self, task_id: str, *, user: str) -> Task:
