@@ -150,8 +150,8 @@ class Relay:
             if ts:
                 await self._orch.set_meta(task.id, "progress_ts", ts)
             return
-        await self._edits.wait_turn()
-        task = await self._orch.get_task(task_id)  # the latest, after waiting for the turn
+        if await self._edits.wait_turn():
+            task = await self._orch.get_task(task_id)  # the latest, after waiting for the turn
         await self._threads.update(channel, progress_ts, render.progress(task))
 
 
@@ -182,8 +182,12 @@ class _Spacing:
         self._interval = interval_s
         self._next = 0.0
 
-    async def wait_turn(self) -> None:
+    async def wait_turn(self) -> bool:
+        """Sleep until this caller's turn; True when it had to wait."""
         now = time.monotonic()
         turn = max(now, self._next)
         self._next = turn + self._interval
+        if turn <= now:
+            return False
         await asyncio.sleep(turn - now)
+        return True

@@ -15,7 +15,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from orchestrator import Phase, Step, StepState, Task
+from orchestrator import Phase, Step, StepState, Task, final_output
 
 MAX_BLOCKS = 50  # Slack: at most 50 blocks per message
 MAX_TEXT = 3900  # Slack: keep a message's text under 4,000 characters
@@ -205,9 +205,9 @@ def summary(task: Task) -> Message:
     parts = [
         (f"{n}. [{s.id}] {s.state.value}: ", _step_result(s)) for n, s in enumerate(task.steps, 1)
     ]
-    result = [s.output for s in task.plan if s.state is StepState.COMPLETED and s.output]
+    result = final_output(task)
     if result:
-        parts.append(("Result: ", result[-1]))
+        parts.append(("Result: ", result))
     lines = [head, *fit(parts, MAX_TEXT - len(head) - 1)]
     return Message("\n".join(lines), _blocks(*_sections([escape(line) for line in lines])))
 

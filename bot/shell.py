@@ -15,6 +15,7 @@ from orchestrator import (
     PhaseChanged,
     PlanReplaced,
     StepChanged,
+    StepState,
     Task,
     TaskFinished,
     TaskSubmitted,
@@ -100,7 +101,7 @@ async def _handle_line(line: str, conv: Conversation, surface: TerminalSurface) 
 
 async def _waiting_task(conv: Conversation, step_id: str) -> str | None:
     for task in await conv.tasks(WHERE, (Phase.EXECUTING,)):
-        if any(s.id == step_id and s.state.value == "awaiting_confirmation" for s in task.plan):
+        if any(s.id == step_id and s.state is StepState.AWAITING_CONFIRMATION for s in task.plan):
             return task.id
     return None
 

@@ -32,7 +32,7 @@ from ._orchestrator import Orchestrator
 from ._phases import PHASE_TRANSITIONS, STEP_TRANSITIONS, Action, Phase, StepState, Tier
 from ._sqlite import SqliteStore
 from ._store import Store, open_store
-from ._summary import plan_text, step_line, summary_text
+from ._summary import final_output, plan_text, step_line, summary_text
 
 __all__ = [
     "LLM",
@@ -73,6 +73,7 @@ __all__ = [
     "Tier",
     "Transition",
     "TransitionError",
+    "final_output",
     "open_store",
     "plan_text",
     "step_line",

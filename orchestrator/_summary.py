@@ -58,7 +58,12 @@ def _step_result(step: Step) -> str:
     return f"{step.state.value}{reason}{replaced}"
 
 
-def _result(task: Task) -> str | None:
+def final_output(task: Task) -> str | None:
     """The output of the last completed step of the plan: what the work came to."""
-    done = [s for s in task.plan if s.state is StepState.COMPLETED and s.output]
-    return cut(done[-1].output or "", OUTPUT_CHARS * 2) if done else None
+    done = [s.output for s in task.plan if s.state is StepState.COMPLETED and s.output]
+    return done[-1] if done else None
+
+
+def _result(task: Task) -> str | None:
+    output = final_output(task)
+    return cut(output, OUTPUT_CHARS * 2) if output else None
