@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a file: make `bot` importable from the r
     sys.path.insert(0, str(ROOT))
 
 from bench import _cli  # noqa: E402
-from bot.relay import UPDATE_INTERVAL_S, Relay  # noqa: E402
+from bot.relay import UPDATE_INTERVAL_S  # noqa: E402
 from bot.service import BotService  # noqa: E402
 from tests.bot_steps import Person, SocketDelivery, buttons, plan_in, said  # noqa: E402
 from tests.conftest import bot_settings  # noqa: E402
@@ -102,12 +102,7 @@ async def measure(plan_size: int, *, interval: float, scale: float, directory: s
         fake.responder = Router([Reply.plan(*plan)], replies)
         with tempfile.TemporaryDirectory(dir=directory, prefix="bench-relay-") as tmp:
             settings = bot_settings(slack, fake, Path(tmp), orch_max_steps=max(12, plan_size))
-            service = BotService(settings)
-            # BotService builds its Relay with the default interval and takes no other; this
-            # benchmark swaps in its own (a private attribute, acceptable here) before start().
-            service._relay = Relay(
-                service.orchestrator, service.threads, update_interval_s=interval
-            )
+            service = BotService(settings, progress_interval_s=interval)
             await service.start()
             try:
                 seconds = await _converse(slack, plan_size)

@@ -36,7 +36,7 @@ def build_app(conv: Conversation, threads: SlackThreads, *, signing_secret: str 
             return
         where = _where(body)
         if where is not None:
-            await threads.post(*where, render.failure(error.reason))
+            await threads.say(*where, render.failure(error.reason))
 
     return app
 

@@ -5,10 +5,8 @@ Slack and the terminal shell both call these, so the two can never drift apart.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from orchestrator import (
     DuplicateMessageError,
@@ -63,18 +61,11 @@ class Reply:
     is_ephemeral: bool = False
 
 
-class Surface(Protocol):
-    """The adapter's part: replace a plan's buttons with who decided, before the work starts."""
-
-    async def close_plan(self, task: Task, *, verb: str, actor: str, at: float) -> None: ...
-
-
 class Conversation:
     """Turns what people say or click into orchestrator calls and replies."""
 
-    def __init__(self, orch: Orchestrator, surface: Surface) -> None:
+    def __init__(self, orch: Orchestrator) -> None:
         self._orch = orch
-        self._surface = surface
 
     async def request(
         self,
@@ -132,10 +123,7 @@ class Conversation:
         expected = LIVE if verb == "cancel" else (Phase.AWAITING_APPROVAL,)
         if task.phase not in expected:
             return Reply(render.not_pending(await self._why(task)), is_ephemeral=True)
-        past = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}[verb]
-        if task.phase is Phase.AWAITING_APPROVAL:
-            # The plan loses its buttons before the work starts, so nobody clicks a stale one.
-            await self._surface.close_plan(task, verb=past, actor=user, at=time.time())
+        # The decision is committed first; the plan loses its buttons through the outbox after.
         act = {
             "approve": self._orch.approve,
             "reject": self._orch.reject,
@@ -144,7 +132,6 @@ class Conversation:
         try:
             await act[verb](task_id, user=user)
         except NotPendingError:
-            await self._reclose(task)
             return Reply(render.not_pending(await self._why(task)), is_ephemeral=True)
         except NotAllowedError as err:
             return Reply(render.refused(err.reason), is_ephemeral=True)
@@ -174,11 +161,3 @@ class Conversation:
         if decision is None:
             return task.phase.value.replace("_", " ")
         return f"{decision.reason} by <@{decision.actor}>"
-
-    async def _reclose(self, task: Task) -> None:
-        """Someone else decided first: show their decision on the plan, not ours."""
-        decision = await self._orch.decision(task.id)
-        if decision is not None and decision.reason:
-            await self._surface.close_plan(
-                task, verb=decision.reason, actor=decision.actor, at=decision.at
-            )

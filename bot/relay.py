@@ -1,37 +1,40 @@
-"""Orchestrator events -> messages in each task's thread, coalesced under Slack's rate limits."""
+"""The outbox -> each task's Slack thread: post or edit every slot, in order, until it is shown.
+
+The orchestrator writes what a thread must show in the same transaction as the change; events
+only say which task to look at. A slot is rendered from the task's current state, so a retry or
+a restart shows the latest, and a message already shown is edited, never posted twice.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import random
 import time
+from dataclasses import dataclass, field
 
-from orchestrator import (
-    ConfirmationRequested,
-    Event,
-    Orchestrator,
-    Phase,
-    PhaseChanged,
-    PlanReplaced,
-    StepChanged,
-    StepState,
-    Task,
-    TaskFinished,
-    TaskSubmitted,
-)
+from orchestrator import Orchestrator, Slot, SlotKind, Task, ThreadUpdate
 
-from . import render
-from .slack_io import SlackThreads
+from .render import Message
+from .slack_io import SlackThreads, SlackWriteError
+from .thread_view import NEEDS_HISTORY, render_slot
 
 log = logging.getLogger(__name__)
 # Slack: chat.update is rate limited (Tier 3, about 50 a minute per workspace). One edit per
-# progress message per second at most, and progress edits of all tasks spaced to fit 50 a minute.
+# progress message per second at most, and progress edits of running tasks spaced to fit 50 a
+# minute. Only those edits wait: a plan, a prompt, a summary or a final progress never does.
 UPDATE_INTERVAL_S = 1.0
 EDIT_SPACING_S = 60 / 50
+# After a refusal without Retry-After (5xx, a lost connection), a channel waits this long, doubled
+# per refusal in a row, with full jitter.
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
 
 
 class Relay:
-    """Subscribes to the orchestrator and keeps every task's thread current, one worker per task."""
+    """Keeps every task's thread equal to its outbox: one worker per task, one pause per channel."""
 
     def __init__(
         self,
@@ -39,140 +42,187 @@ class Relay:
         threads: SlackThreads,
         *,
         update_interval_s: float = UPDATE_INTERVAL_S,
+        backoff_base_s: float = BACKOFF_BASE_S,
     ) -> None:
         """`update_interval_s` spaces edits of one progress message (0: on every change)."""
         self._orch = orch
         self._threads = threads
         self._interval = update_interval_s
-        self._edits = _Spacing(EDIT_SPACING_S if update_interval_s else 0.0)
-        self._queues: dict[str, asyncio.Queue[Event]] = {}
-        self._workers: set[asyncio.Task[None]] = set()
+        self._spacing = _Spacing(EDIT_SPACING_S if update_interval_s else 0.0)
+        self._backoff_base_s = backoff_base_s
+        self._workers: dict[str, _Worker] = {}
+        self._channels: dict[str, _Channel] = {}
+        # Slots whose post may have landed without us learning its ts: look before posting.
+        self._unsure: set[tuple[str, str]] = set()
         self._ready = asyncio.Event()
 
     async def run(self) -> None:
-        """Route events to per-task workers until cancelled."""
+        """Wake the worker of every task an event names, until cancelled."""
         async with self._orch.subscribe() as events:
             self._ready.set()
             async for event in events:
-                queue = self._queues.get(event.task_id)
-                if queue is None:
-                    queue = self._queues[event.task_id] = asyncio.Queue()
-                    worker = asyncio.create_task(self._work(event.task_id, queue))
-                    self._workers.add(worker)
-                    worker.add_done_callback(self._workers.discard)
-                queue.put_nowait(event)
+                self._wake(event.task_id)
 
     async def wait_ready(self) -> None:
-        """Return once the relay listens, so no event of a new task is missed."""
+        """Return once the relay listens, so no change of a new task goes unnoticed."""
         await self._ready.wait()
 
-    async def close(self) -> None:
-        """Stop the workers (their threads are refreshed by the next event after a restart)."""
-        for worker in list(self._workers):
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+    async def recover(self) -> None:
+        """After a start: deliver whatever the outbox still holds, finished tasks included."""
+        for update in await self._orch.updates():
+            if update.ref is None:  # posted, maybe, by a process that died before recording it
+                self._unsure.add((update.task_id, update.slot))
+            self._wake(update.task_id)
 
-    async def _work(self, task_id: str, queue: asyncio.Queue[Event]) -> None:
-        thread = _ThreadState(self._interval)
+    async def close(self) -> None:
+        """Stop the workers; what they had not shown stays in the outbox for the next start."""
+        workers = [w.task for w in self._workers.values() if w.task is not None]
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    def _wake(self, task_id: str) -> None:
+        worker = self._workers.get(task_id)
+        if worker is None:
+            worker = _Worker(task_id)
+            worker.task = asyncio.create_task(self._work(worker), name=f"relay-{task_id}")
+            self._workers[task_id] = worker
+        worker.poked.set()
+
+    async def _work(self, worker: _Worker) -> None:
         try:
             while True:
-                timeout = thread.flush_due - time.monotonic() if thread.is_dirty else None
+                worker.poked.clear()
                 try:
-                    async with asyncio.timeout(timeout):
-                        event = await queue.get()
-                except TimeoutError:
-                    await self._flush_progress(task_id, thread)
-                    continue
-                try:
-                    await self._handle(event, thread)
+                    wake_at = await self._deliver(worker)
                 except Exception:
-                    log.exception("relaying %s failed", type(event).__name__)
-                if isinstance(event, TaskFinished):
-                    return
+                    log.exception("showing task %s in Slack failed", worker.task_id)
+                    wake_at = time.monotonic() + BACKOFF_MAX_S
+                if wake_at is None:
+                    if not worker.poked.is_set():
+                        return
+                    continue
+                delay = wake_at - time.monotonic()
+                if delay > 0:
+                    try:
+                        async with asyncio.timeout(delay):
+                            await worker.poked.wait()
+                    except TimeoutError:
+                        pass
         finally:
-            self._queues.pop(task_id, None)
+            self._workers.pop(worker.task_id, None)
 
-    async def _handle(self, event: Event, thread: _ThreadState) -> None:
-        task = await self._orch.get_task(event.task_id)
+    async def _deliver(self, worker: _Worker) -> float | None:
+        """Show what the task's outbox holds; when to look again (None: all shown)."""
+        # The updates first, then the task: its state is at least as new as each version read.
+        updates = await self._orch.updates(worker.task_id)
+        if not updates:
+            return None
+        task = await self._orch.get_task(worker.task_id)
         channel, thread_ts = task.meta.get("channel"), task.meta.get("thread_ts")
-        if not channel or not thread_ts:
-            return  # not a Slack task (the shell, another client)
-        if isinstance(event, TaskSubmitted):
-            ts = await self._threads.post(channel, thread_ts, render.planning(task))
-            if ts:
-                await self._orch.set_meta(task.id, "plan_ts", ts)
-        elif isinstance(event, PhaseChanged):
-            await self._phase_changed(task, event, thread)
-        elif isinstance(event, StepChanged):
-            await self._step_changed(task, event, thread)
-        elif isinstance(event, ConfirmationRequested):
-            message = render.confirmation(task, task.step(event.step_id), event.reason)
-            ts = await self._threads.post(channel, thread_ts, message)
-            if ts:
-                await self._orch.set_meta(task.id, f"confirm:{event.step_id}", ts)
-        elif isinstance(event, PlanReplaced):
-            await self._threads.post(channel, thread_ts, render.replanned(task, event.reason))
-            thread.mark_dirty()
-        elif isinstance(event, TaskFinished):
-            if thread.is_dirty:  # the final states, before the summary that follows them
-                await self._flush_progress(task.id, thread)
-            await self._threads.post(channel, thread_ts, render.summary(task))
+        if not channel or not thread_ts:  # not a Slack task (the shell, another client)
+            for update in updates:
+                await self._orch.mark_sent(update, ref="", digest="")
+            return None
+        lane = self._channels.setdefault(channel, _Channel())
+        if lane.paused_until > time.monotonic():
+            return lane.paused_until
+        kinds = {Slot.parse(u.slot).kind for u in updates}
+        history = await self._orch.history(task.id) if kinds & NEEDS_HISTORY else []
+        wake_at: float | None = None
+        for update in updates:
+            slot = Slot.parse(update.slot)
+            turn = self._progress_turn(worker, slot, update, task)
+            if turn is not None:
+                wake_at = turn if wake_at is None else min(wake_at, turn)
+                continue
+            try:
+                await self._show(task, update, render_slot(slot, task, history), thread_ts)
+            except SlackWriteError as err:
+                if not err.is_transient:
+                    log.error("task %s: Slack refused %s for good: %s", task.id, update.slot, err)
+                    await self._orch.mark_sent(update, ref=update.ref or "", digest="")
+                    continue
+                return lane.refused(err, self._backoff_base_s)
+            lane.refusals = 0
+            if slot.kind is SlotKind.PROGRESS:
+                worker.progress_shown(self._interval)
+        return wake_at
 
-    async def _phase_changed(self, task: Task, event: PhaseChanged, thread: _ThreadState) -> None:
-        channel, thread_ts = task.meta["channel"], task.meta["thread_ts"]
-        if event.new is Phase.AWAITING_APPROVAL:
-            message = render.plan(task)
-            plan_ts = task.meta.get("plan_ts")
-            if not plan_ts or not await self._threads.update(channel, plan_ts, message):
-                ts = await self._threads.post(channel, thread_ts, message)
-                if ts:
-                    await self._orch.set_meta(task.id, "plan_ts", ts)
-        elif event.new is Phase.EXECUTING:
-            await self._threads.post(channel, thread_ts, render.phase(task))
-            thread.mark_dirty()  # the progress message follows, with the steps' first moves
-        # Terminal phases are named by the summary that TaskFinished brings.
+    def _progress_turn(
+        self, worker: _Worker, slot: Slot, update: ThreadUpdate, task: Task
+    ) -> float | None:
+        """When a live progress edit may go; None when it may go now (or is no such edit)."""
+        if slot.kind is not SlotKind.PROGRESS or update.ref is None or task.phase.is_terminal:
+            return None
+        if worker.turn is None:
+            worker.turn = self._spacing.reserve(not_before=worker.next_edit)
+        return worker.turn if worker.turn > time.monotonic() else None
 
-    async def _step_changed(self, task: Task, event: StepChanged, thread: _ThreadState) -> None:
-        thread.mark_dirty()
-        confirm_ts = task.meta.get(f"confirm:{event.step_id}")
-        if event.old is StepState.AWAITING_CONFIRMATION and confirm_ts:
-            outcome = render.confirmation_outcome(event.new, event.actor, event.reason)
-            message = render.confirmation_closed(task.step(event.step_id), outcome)
-            await self._threads.update(task.meta["channel"], confirm_ts, message)
+    async def _show(
+        self, task: Task, update: ThreadUpdate, message: Message, thread_ts: str
+    ) -> None:
+        """Post the slot's message, or edit it in place, and record that it is shown."""
+        channel = task.meta["channel"]
+        digest = _digest(message)
+        ref = update.ref
+        if ref and digest == update.digest:
+            pass  # this very message is up already
+        elif ref:
+            try:
+                await self._threads.update(channel, ref, message)
+            except SlackWriteError as err:
+                if not err.is_gone:
+                    raise
+                ref = None  # someone deleted it: post it again
+        if not ref:
+            key = (task.id, update.slot)
+            if key in self._unsure:
+                ref = (await self._threads.find_slots(channel, thread_ts)).get(key)
+            if ref:
+                await self._threads.update(channel, ref, message)
+            else:
+                try:
+                    ref = await self._threads.post(channel, thread_ts, message, slot=key)
+                except SlackWriteError as err:
+                    if err.is_unsure:
+                        self._unsure.add(key)
+                    raise
+            self._unsure.discard(key)
+        await self._orch.mark_sent(update, ref=ref, digest=digest)
 
-    async def _flush_progress(self, task_id: str, thread: _ThreadState) -> None:
-        """Post the progress message, or edit it in its turn (edits are spaced workspace-wide)."""
-        thread.flushed()
-        task = await self._orch.get_task(task_id)
-        channel, progress_ts = task.meta["channel"], task.meta.get("progress_ts")
-        if not progress_ts:
-            ts = await self._threads.post(channel, task.meta["thread_ts"], render.progress(task))
-            if ts:
-                await self._orch.set_meta(task.id, "progress_ts", ts)
-            return
-        if await self._edits.wait_turn():
-            task = await self._orch.get_task(task_id)  # the latest, after waiting for the turn
-        await self._threads.update(channel, progress_ts, render.progress(task))
+
+@dataclass
+class _Worker:
+    """One task's delivery: its asyncio task, the poke that wakes it, its progress edit turns."""
+
+    task_id: str
+    task: asyncio.Task[None] | None = None
+    poked: asyncio.Event = field(default_factory=asyncio.Event)
+    turn: float | None = None  # the progress edit's reserved turn (monotonic)
+    next_edit: float = 0.0  # no progress edit before this (monotonic)
+
+    def progress_shown(self, interval_s: float) -> None:
+        self.turn = None
+        self.next_edit = time.monotonic() + interval_s
 
 
-class _ThreadState:
-    """When the progress message last changed and whether it is behind."""
+@dataclass
+class _Channel:
+    """A channel's pause after Slack refused a write there; other channels go on."""
 
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self.is_dirty = False
-        self.last_update = 0.0
+    paused_until: float = 0.0
+    refusals: int = 0
 
-    @property
-    def flush_due(self) -> float:
-        return self.last_update + self.interval_s
-
-    def mark_dirty(self) -> None:
-        self.is_dirty = True
-
-    def flushed(self) -> None:
-        self.is_dirty = False
-        self.last_update = time.monotonic()
+    def refused(self, err: SlackWriteError, base_s: float) -> float:
+        self.refusals += 1
+        if err.retry_after is not None:
+            delay = err.retry_after
+        else:
+            delay = random.uniform(0, min(BACKOFF_MAX_S, base_s * 2**self.refusals))
+        self.paused_until = max(self.paused_until, time.monotonic() + delay)
+        log.warning("Slack refused a write (%s); the channel waits %.1fs", err.error, delay)
+        return self.paused_until
 
 
 class _Spacing:
@@ -182,12 +232,14 @@ class _Spacing:
         self._interval = interval_s
         self._next = 0.0
 
-    async def wait_turn(self) -> bool:
-        """Sleep until this caller's turn; True when it had to wait."""
-        now = time.monotonic()
-        turn = max(now, self._next)
+    def reserve(self, *, not_before: float) -> float:
+        """The next free turn at or after `not_before` (monotonic seconds)."""
+        turn = max(time.monotonic(), self._next, not_before)
         self._next = turn + self._interval
-        if turn <= now:
-            return False
-        await asyncio.sleep(turn - now)
-        return True
+        return turn
+
+
+def _digest(message: Message) -> str:
+    """What a message shows, in 16 hex digits: an edit to the same is skipped."""
+    raw = json.dumps([message.text, message.blocks], sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]

@@ -15,7 +15,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from orchestrator import Phase, Step, StepState, Task, final_output
+from orchestrator import Phase, Step, StepState, Task, Transition, final_output
 
 MAX_BLOCKS = 50  # Slack: at most 50 blocks per message
 MAX_TEXT = 3900  # Slack: keep a message's text under 4,000 characters
@@ -134,12 +134,23 @@ def decided_plan(task: Task, *, verb: str, actor: str, at: float) -> Message:
     return Message(text, _blocks(*_sections(_plan_lines(task, is_mrkdwn=True)), context))
 
 
+def planning_failed(task: Task) -> Message:
+    """The "Planning…" reply once planning gave up: why, with no buttons."""
+    text = f"Could not plan this request ({cut(task.request, 200)}): {cut(task.reason or '', 1000)}"
+    return Message(text, _blocks(SectionBlock(text=MarkdownTextObject(text=escape(text)))))
+
+
+def executing(task: Task) -> Message:
+    """The phase transition to executing, named in plain words."""
+    return Message(f"executing: {len([s for s in task.steps if s.plan_version == 1])} steps")
+
+
 def phase(task: Task) -> Message:
     """A phase transition, named in plain words."""
     if task.phase is Phase.FAILED:
         return Message(f"failed: {cut(task.reason or 'unknown reason', 1000)}")
     if task.phase is Phase.EXECUTING:
-        return Message(f"executing: {len(task.plan)} steps")
+        return executing(task)
     return Message(task.phase.value)
 
 
@@ -181,21 +192,23 @@ def confirmation_closed(step: Step, outcome: str) -> Message:
     return Message(head + outcome, _blocks(*_sections([escape(head) + outcome])))
 
 
-def confirmation_outcome(new: StepState, actor: str, reason: str | None) -> str:
-    """What became of a confirmation prompt."""
-    if new is StepState.RUNNING:
-        return f"run by <@{actor}>"
-    if new is StepState.SKIPPED and reason and reason.startswith("confirmation expired"):
-        return f"skipped: {reason}"
-    if new is StepState.SKIPPED:
-        return f"skipped by <@{actor}>"
-    return new.value
+def confirmation_outcome(answer: Transition | None, step: Step) -> str:
+    """What became of a confirmation prompt: the person's answer, or what ended the wait."""
+    if answer is None:
+        why = f": {escape(step.reason)}" if step.reason else ""
+        return f"{step.state.value}{why}"
+    if answer.new == "run":
+        return f"run by <@{answer.actor}>"
+    if answer.new == "skip":
+        return f"skipped by <@{answer.actor}>"
+    return f"skipped: {escape(answer.reason or answer.new)}"
 
 
-def replanned(task: Task, reason: str) -> Message:
-    """After a failure the remaining work was planned again."""
-    head = f"Replanned ({cut(reason, 300)}). The new plan:"
-    lines = [head, *fit(_step_parts(task.plan, is_mrkdwn=False), MAX_TEXT - len(head))]
+def replanned(task: Task, plan_version: int, reason: str | None) -> Message:
+    """After a failure the remaining work was planned again (as `plan_version`)."""
+    head = f"Replanned ({cut(reason or 'a step failed', 300)}). The new plan:"
+    steps = [s for s in task.steps if s.plan_version == plan_version]
+    lines = [head, *fit(_step_parts(steps, is_mrkdwn=False), MAX_TEXT - len(head))]
     return Message("\n".join(lines), _blocks(*_sections([escape(line) for line in lines])))
 
 

@@ -13,7 +13,7 @@ from orchestrator import OpenAILLM, Orchestrator, open_store
 
 from .app import build_app
 from .conversation import Conversation
-from .relay import Relay
+from .relay import UPDATE_INTERVAL_S, Relay
 from .settings import Settings
 from .slack_io import SlackNotifier, SlackThreads, build_client
 
@@ -34,7 +34,10 @@ def build_llm_client(settings: Settings) -> openai.AsyncOpenAI:
 class BotService:
     """Everything `python -m bot` runs, in start order; `stop()` undoes it in reverse."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, progress_interval_s: float = UPDATE_INTERVAL_S
+    ) -> None:
+        """`progress_interval_s` spaces edits of one progress message (benchmarks compare it)."""
         self.settings = settings
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
         self.threads = SlackThreads(build_client(token, settings.slack_api_url))
@@ -44,21 +47,26 @@ class BotService:
             llm=OpenAILLM(self._llm_client, model=settings.orch_model),
             config=settings.orchestrator_config(),
             notifier=SlackNotifier(self.threads),
+            has_outbox=True,
         )
-        self._relay = Relay(self.orchestrator, self.threads)
+        outbox_client = build_client(token, settings.slack_api_url, retries=False)
+        self._relay = Relay(
+            self.orchestrator, SlackThreads(outbox_client), update_interval_s=progress_interval_s
+        )
         self._relay_task: asyncio.Task[None] | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
 
     async def start(self) -> None:
-        """Listen to the orchestrator, recover its tasks, then take requests from Slack."""
+        """Listen to the orchestrator, recover its tasks and threads, then take requests."""
         self._relay_task = asyncio.create_task(self._relay.run(), name="relay")
         await self._relay.wait_ready()
         await self.orchestrator.start()
+        await self._relay.recover()
         secret = self.settings.slack_signing_secret
         app = build_app(
-            Conversation(self.orchestrator, self.threads),
+            Conversation(self.orchestrator),
             self.threads,
             signing_secret=None
             if self.settings.is_socket_mode

@@ -33,16 +33,13 @@ SCOPE = thread_scope(WHERE.channel, "1")
 
 
 class TerminalSurface:
-    """The conversation's surface in a terminal: decisions are printed, not edited in place."""
+    """The conversation's surface in a terminal: what happens is printed as it happens."""
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
 
     def say(self, text: str) -> None:
         print(text, file=self._out, flush=True)
-
-    async def close_plan(self, task: Task, *, verb: str, actor: str, at: float) -> None:
-        self.say(f"{verb.capitalize()} by {actor}.")
 
     async def notify(self, task: Task, message: str) -> None:
         self.say(f"notify: {message}")
@@ -58,7 +55,7 @@ async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO =
         config=settings.orchestrator_config(),
         notifier=surface,
     )
-    conv = Conversation(orch, surface)
+    conv = Conversation(orch)
     printer = asyncio.create_task(_print_events(orch, surface))
     await asyncio.sleep(0)  # let the printer subscribe before any task starts
     await orch.start()
@@ -120,6 +117,9 @@ async def _describe(orch: Orchestrator, event: Event) -> str | None:
         return render.planning(task).text
     if isinstance(event, PhaseChanged) and event.new is Phase.AWAITING_APPROVAL:
         return render.plan(task).text + "\nType approve or reject."
+    if isinstance(event, PhaseChanged) and event.old is Phase.AWAITING_APPROVAL:
+        decided = f"{(event.reason or event.new.value).capitalize()} by {event.actor}."
+        return decided if event.new.is_terminal else f"{decided}\n{render.executing(task).text}"
     if isinstance(event, PhaseChanged) and not event.new.is_terminal:
         return render.phase(task).text
     if isinstance(event, StepChanged):
@@ -130,7 +130,7 @@ async def _describe(orch: Orchestrator, event: Event) -> str | None:
         ask = render.confirmation(task, task.step(event.step_id), event.reason).text
         return f"{ask}\nType run {event.step_id} or skip {event.step_id}."
     if isinstance(event, PlanReplaced):
-        return render.replanned(task, event.reason).text
+        return render.replanned(task, event.plan_version, event.reason).text
     if isinstance(event, TaskFinished):
         return render.summary(task).text
     return None

@@ -1,10 +1,12 @@
-"""The one place that writes to Slack's Web API: posts, in-place updates and ephemerals."""
+"""The one place that writes to Slack's Web API: posts, in-place updates, lookups, ephemerals."""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -14,15 +16,53 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from orchestrator import StepError, Task
 
-from . import render
 from .render import Message
 
 log = logging.getLogger(__name__)
+# Slack message metadata naming the outbox slot a message shows, so a post repeated after a
+# crash or a lost answer is found in the thread instead of posted twice.
+SLOT_EVENT = "orchestrator_slot"
+# Errors Slack answers when it could not take the call just now; anything else it answers with
+# ok: false is about the call itself, and sending it again would get the same answer.
+_TRANSIENT = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+_GONE = frozenset({"message_not_found", "cant_update_message"})
 
 
-def build_client(token: str, base_url: str) -> AsyncWebClient:
-    """A Web API client that waits out 429s (Retry-After) and retries 5xx with backoff."""
+class SlackWriteError(Exception):
+    """Slack did not take a write. `retry_after`: when Slack said to come back (429);
+    `is_unsure`: it may have landed anyway (5xx, lost connection, timeout)."""
+
+    def __init__(
+        self,
+        method: str,
+        error: str,
+        *,
+        retry_after: float | None = None,
+        is_transient: bool = False,
+        is_unsure: bool = False,
+    ) -> None:
+        super().__init__(f"{method} failed: {error}")
+        self.error = error
+        self.retry_after = retry_after
+        self.is_transient = is_transient or is_unsure or retry_after is not None
+        self.is_unsure = is_unsure
+
+    @property
+    def is_gone(self) -> bool:
+        """The message to edit no longer exists (someone deleted it)."""
+        return self.error in _GONE
+
+
+def build_client(token: str, base_url: str, *, retries: bool = True) -> AsyncWebClient:
+    """A Web API client; with `retries` it waits out 429s (Retry-After) and retries 5xx.
+
+    The outbox's client has none: it retries itself, and looks before it posts again."""
     client = AsyncWebClient(token=token, base_url=base_url)
+    if not retries:
+        client.retry_handlers.clear()
+        return client
     # slack_sdk retries only connection errors by default.
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=3))
@@ -30,53 +70,116 @@ def build_client(token: str, base_url: str) -> AsyncWebClient:
 
 
 class SlackThreads:
-    """Posts into a task's thread and edits its messages; failures are logged, never raised."""
+    """Writes into threads through one client; every failure is a `SlackWriteError`."""
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
 
-    async def post(self, channel: str, thread_ts: str | None, message: Message) -> str | None:
-        """Post in a thread (or at the top of the channel); the new ts, or None if refused."""
-        try:
-            response = await self.client.chat_postMessage(
+    async def post(
+        self,
+        channel: str,
+        thread_ts: str | None,
+        message: Message,
+        *,
+        slot: tuple[str, str] | None = None,
+    ) -> str:
+        """Post in a thread (or at the top level); the new ts. `slot` = (task id, slot key)."""
+        metadata = None
+        if slot is not None:
+            payload = {"task_id": slot[0], "slot": slot[1]}
+            metadata = {"event_type": SLOT_EVENT, "event_payload": payload}
+        response = await _write(
+            "chat.postMessage",
+            self.client.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
                 text=message.text,
                 blocks=message.blocks or None,
-            )
-        except SlackApiError as err:
-            log.error("chat.postMessage in %s failed: %s", channel, err.response.get("error"))
-            return None
+                metadata=metadata,
+            ),
+        )
         return str(response["ts"])
 
-    async def update(self, channel: str, ts: str, message: Message) -> bool:
+    async def update(self, channel: str, ts: str, message: Message) -> None:
         """Replace a message in place (buttons cannot be disabled, only replaced)."""
-        try:
-            await self.client.chat_update(
+        await _write(
+            "chat.update",
+            self.client.chat_update(
                 channel=channel, ts=ts, text=message.text, blocks=message.blocks
+            ),
+        )
+
+    async def find_slots(self, channel: str, thread_ts: str) -> dict[tuple[str, str], str]:
+        """(task id, slot key) -> ts of every slot message already in the thread."""
+        found: dict[tuple[str, str], str] = {}
+        cursor = None
+        while True:
+            page = await _write(
+                "conversations.replies",
+                self.client.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                ),
             )
-        except SlackApiError as err:
-            log.error("chat.update of %s failed: %s", ts, err.response.get("error"))
-            return False
-        return True
+            for msg in page.get("messages") or []:
+                meta = msg.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") == SLOT_EVENT and "slot" in payload:
+                    found[(str(payload.get("task_id")), str(payload["slot"]))] = str(msg["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return found
 
     async def whisper(
         self, channel: str, user: str, thread_ts: str | None, message: Message
     ) -> None:
         """An ephemeral message only `user` sees."""
-        try:
-            await self.client.chat_postEphemeral(
+        await _write(
+            "chat.postEphemeral",
+            self.client.chat_postEphemeral(
                 channel=channel, user=user, thread_ts=thread_ts, text=message.text
-            )
-        except SlackApiError as err:
-            log.error("chat.postEphemeral in %s failed: %s", channel, err.response.get("error"))
+            ),
+        )
 
-    async def close_plan(self, task: Task, *, verb: str, actor: str, at: float) -> None:
-        """The plan message with its buttons replaced by who decided and when."""
-        plan_ts = task.meta.get("plan_ts")
-        if plan_ts:
-            message = render.decided_plan(task, verb=verb, actor=actor, at=at)
-            await self.update(task.meta["channel"], plan_ts, message)
+    async def say(self, channel: str, thread_ts: str | None, message: Message) -> None:
+        """Post a reply nothing depends on: a failure is logged (the person can ask again)."""
+        try:
+            await self.post(channel, thread_ts, message)
+        except SlackWriteError as err:
+            log.error("a reply in %s was not posted: %s", channel, err)
+
+
+async def _write(method: str, call: Any) -> Any:
+    """Await a Web API call, mapping every way it can fail to `SlackWriteError`."""
+    try:
+        return await call
+    except SlackApiError as err:
+        response = err.response
+        error = str(response.get("error") or f"HTTP {response.status_code}")
+        retry_after = None
+        if response.status_code == 429:
+            retry_after = _seconds(
+                response.headers.get("Retry-After") or response.headers.get("retry-after")
+            )
+        raise SlackWriteError(
+            method,
+            error,
+            retry_after=retry_after,
+            is_transient=error in _TRANSIENT,
+            is_unsure=response.status_code >= 500,
+        ) from None
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise SlackWriteError(method, type(exc).__name__, is_unsure=True) from None
+
+
+def _seconds(value: Any) -> float:
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return 1.0
 
 
 # A notify message that starts with a channel link (<#C123> or <#C123|name>) goes to that channel.
@@ -98,5 +201,7 @@ class SlackNotifier:
             channel, thread_ts, text = target[1], None, target[2] or message
         else:
             channel, thread_ts, text = task.meta["channel"], task.meta["thread_ts"], message
-        if await self._threads.post(channel, thread_ts, Message(text)) is None:
-            raise StepError("Slack refused the message")
+        try:
+            await self._threads.post(channel, thread_ts, Message(text))
+        except SlackWriteError as err:
+            raise StepError(f"Slack refused the message: {err.error}") from None

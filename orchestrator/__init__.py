@@ -33,6 +33,7 @@ from ._phases import PHASE_TRANSITIONS, STEP_TRANSITIONS, Action, Phase, StepSta
 from ._sqlite import SqliteStore
 from ._store import Store, open_store
 from ._summary import final_output, plan_text, step_line, summary_text
+from ._thread import Slot, SlotKind, ThreadUpdate, plan_decision, replan_reason, step_decisions
 
 __all__ = [
     "LLM",
@@ -59,6 +60,8 @@ __all__ = [
     "PlanValidationError",
     "PlanningError",
     "ShellRefusedError",
+    "Slot",
+    "SlotKind",
     "SqliteStore",
     "Step",
     "StepChanged",
@@ -70,12 +73,16 @@ __all__ = [
     "TaskFinished",
     "TaskNotFoundError",
     "TaskSubmitted",
+    "ThreadUpdate",
     "Tier",
     "Transition",
     "TransitionError",
     "final_output",
     "open_store",
+    "plan_decision",
     "plan_text",
+    "replan_reason",
+    "step_decisions",
     "step_line",
     "summary_text",
 ]

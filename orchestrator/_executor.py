@@ -13,13 +13,14 @@ from ._config import OrchestratorConfig
 from ._errors import NotPendingError, OrchestratorError, PlanningError
 from ._events import EventBus, PlanReplaced
 from ._graph import ready_steps
-from ._models import Step, Task
+from ._models import SYSTEM, Step, Task
 from ._phases import Phase, StepState
 from ._planner import Planner
 from ._retry import with_retries
 from ._run import TaskRun
-from ._steps import SYSTEM, StepWriter
+from ._steps import StepWriter
 from ._store import Store
+from ._thread import PROGRESS, replan_slot
 
 log = logging.getLogger(__name__)
 Outcome = tuple[Phase, str | None]
@@ -35,21 +36,24 @@ class Executor:
         *,
         store: Store,
         bus: EventBus,
+        steps: StepWriter,
         planner: Planner,
         actions: ActionRunner,
         config: OrchestratorConfig,
         write_phase: PhaseWriter,
         on_finished: Finisher,
+        has_outbox: bool,
     ) -> None:
         self._store = store
         self._bus = bus
+        self._steps = steps
         self._planner = planner
         self._actions = actions
         self._config = config
         self._write_phase = write_phase
         self._on_finished = on_finished
+        self._has_outbox = has_outbox
         self._runs: dict[str, TaskRun] = {}
-        self._steps = StepWriter(store, bus, config)
 
     def is_running(self, task_id: str) -> bool:
         return task_id in self._runs
@@ -127,11 +131,9 @@ class Executor:
                     raise
                 phase, reason = Phase.CANCELLED, None
             if phase is not Phase.CANCELLED:
-                try:
+                # NotPendingError: a cancel won the race; its phase stands.
+                with contextlib.suppress(NotPendingError):
                     await self._write_phase(task_id, Phase.EXECUTING, phase, SYSTEM, reason)
-                except NotPendingError:
-                    phase = Phase.CANCELLED  # a cancel won the race; its phase stands
-            await self._steps.close_steps(run, phase, reason)
             await self._on_finished(task_id)
         except asyncio.CancelledError:
             if not run.is_shutdown:
@@ -149,10 +151,6 @@ class Executor:
             await self._write_phase(
                 task_id, Phase.EXECUTING, Phase.FAILED, SYSTEM, "internal error"
             )
-        try:
-            await self._steps.close_steps(run, Phase.FAILED, "internal error")
-        except Exception:
-            log.exception("closing the steps of task %s failed", task_id)
         await self._on_finished(task_id)
 
     async def _drive_within_budget(self, run: TaskRun) -> Outcome:
@@ -230,8 +228,9 @@ class Executor:
             if not self._within_budgets(run):
                 return
             attempts = run.steps[step_id].attempts + 1
+            decision = "run" if actor != SYSTEM else None
             if not await self._steps.move(
-                run, step_id, StepState.RUNNING, actor=actor, attempts=attempts
+                run, step_id, StepState.RUNNING, actor=actor, attempts=attempts, decision=decision
             ):
                 return
             run.steps_run += 1
@@ -301,19 +300,20 @@ class Executor:
             future.cancel()  # a late answer now finds the step closed
             timeout = self._config.confirm_timeout_s
             reason = f"confirmation expired: nobody answered within {timeout:g}s"
-            await self._store.record_decision(
-                run.task.id, "expired", actor=SYSTEM, step_id=step_id, reason=reason
+            await self._steps.move(
+                run, step_id, StepState.SKIPPED, reason=reason, decision="expired"
             )
-            await self._steps.move(run, step_id, StepState.SKIPPED, reason=reason)
             await self._steps.skip_dependents(run, step_id, f"needs {step_id}, which was skipped")
             return None
-        await self._store.record_decision(
-            run.task.id, "run" if is_run else "skip", actor=actor, step_id=step_id, reason=None
-        )
         if is_run:
             return actor
         await self._steps.move(
-            run, step_id, StepState.SKIPPED, actor=actor, reason=f"skipped by {actor}"
+            run,
+            step_id,
+            StepState.SKIPPED,
+            actor=actor,
+            reason=f"skipped by {actor}",
+            decision="skip",
         )
         await self._steps.skip_dependents(run, step_id, f"needs {step_id}, which was skipped")
         return None
@@ -337,7 +337,13 @@ class Executor:
         steps = [s.evolve(position=offset + s.position) for s in result.steps]
         reason = "replanned after " + ", ".join(f"{s.id} failed" for s in failed)
         await self._store.save_plan(
-            run.task.id, steps, plan_version=version, replaced=replaced, actor=SYSTEM, reason=reason
+            run.task.id,
+            steps,
+            plan_version=version,
+            replaced=replaced,
+            actor=SYSTEM,
+            reason=reason,
+            outbox=(replan_slot(version), PROGRESS) if self._has_outbox else (),
         )
         for step_id in replaced:
             run.steps[step_id] = run.steps[step_id].evolve(is_superseded=True)

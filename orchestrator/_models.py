@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._phases import Action, Phase, StepState, Tier
 
+SYSTEM = "orchestrator"  # the actor of every change no person made
+
 
 class StepSpec(BaseModel):
     """One step as the LLM proposes it. Action and tier stay strings until the graph checks."""
@@ -50,6 +52,7 @@ class Step:
     position: int = 0
     is_superseded: bool = False
     confirm_deadline: float | None = None
+    asks: int = 0  # how many times it has asked a person to run or skip it
 
     def evolve(self, **changes: Any) -> Step:
         """A copy with some fields changed."""
@@ -100,6 +103,10 @@ class Transition:
     at: float
     step_id: str | None = None
     reason: str | None = None
+
+
+# For each open step state, the state and reason a step in it gets when its task closes.
+Closing = Mapping[StepState, tuple[StepState, str | None]]
 
 
 @dataclass(frozen=True)

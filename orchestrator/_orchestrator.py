@@ -16,12 +16,13 @@ from ._errors import NotAllowedError, NotPendingError, OrchestratorError
 from ._events import Event, EventBus, PhaseChanged, TaskFinished, TaskSubmitted
 from ._executor import Executor
 from ._llm import LLM
-from ._models import Task, Transition
+from ._models import SYSTEM, Task, Transition
 from ._phases import Phase, check_phase
 from ._planner import Planner
-from ._steps import SYSTEM
+from ._steps import StepWriter
 from ._store import Store
 from ._summary import summary_text
+from ._thread import PLAN, ThreadUpdate, phase_slots
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,26 @@ class Orchestrator:
         llm: LLM,
         config: OrchestratorConfig | None = None,
         notifier: Notifier | None = None,
+        has_outbox: bool = False,
     ) -> None:
+        """`has_outbox`: record what each task's thread must show (see `updates`), for a chat
+        client that delivers it durably; without it, events are all there is."""
         self.config = config or OrchestratorConfig()
         self._store = store
         self._bus = EventBus()
+        self._has_outbox = has_outbox
         self._planner = Planner(llm, self.config)
+        self._steps = StepWriter(store, self._bus, self.config, has_outbox=has_outbox)
         self._executor = Executor(
             store=store,
             bus=self._bus,
+            steps=self._steps,
             planner=self._planner,
             actions=ActionRunner(llm, self.config, notifier or LogNotifier()),
             config=self.config,
             write_phase=self._set_phase,
             on_finished=self._finish,
+            has_outbox=has_outbox,
         )
         self._planning: dict[str, asyncio.Task[None]] = {}
         self._is_closing = False
@@ -56,6 +64,8 @@ class Orchestrator:
     async def start(self) -> None:
         """Open the store and pick up every task a previous process left unfinished."""
         await self._store.open()
+        for task in await self._store.list_unclosed():
+            await self._finish(task.id)  # ended, but a crash came before its steps were closed
         for task in await self._store.list_tasks(phases=(Phase.PLANNING, Phase.EXECUTING)):
             if task.phase is Phase.PLANNING:
                 self._plan_in_background(task)
@@ -110,7 +120,9 @@ class Orchestrator:
             updated_at=now,
             meta=dict(meta or {}),
         )
-        await self._store.create_task(task, message_keys=message_keys)
+        await self._store.create_task(
+            task, message_keys=message_keys, outbox=(PLAN,) if self._has_outbox else ()
+        )
         self._bus.publish(TaskSubmitted(task.id))
         self._plan_in_background(task)
         return task
@@ -181,6 +193,16 @@ class Orchestrator:
         """Attach a string to a task (a chat adapter's message ids, say)."""
         await self._store.set_meta(task_id, key, value)
 
+    async def updates(self, task_id: str | None = None) -> list[ThreadUpdate]:
+        """What threads must still show (of one task, or all), in order; empty without an outbox."""
+        return await self._store.updates(task_id)
+
+    async def mark_sent(self, update: ThreadUpdate, *, ref: str, digest: str) -> None:
+        """Record that `update` is shown, as the chat message `ref` whose content has `digest`."""
+        await self._store.mark_sent(
+            update.task_id, update.slot, version=update.version, ref=ref, digest=digest
+        )
+
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
         """`async with orch.subscribe() as events:` every event published from then on."""
         return self._bus.subscribe()
@@ -208,7 +230,10 @@ class Orchestrator:
     ) -> None:
         """The one writer of a task's phase: table check, compare-and-set, then the event."""
         check_phase(old, new)
-        if not await self._store.set_phase(task_id, old=old, new=new, actor=actor, reason=reason):
+        slots = phase_slots(old, new) if self._has_outbox else ()
+        if not await self._store.set_phase(
+            task_id, old=old, new=new, actor=actor, reason=reason, outbox=slots
+        ):
             raise await self._not_pending(task_id, expected=old)
         self._bus.publish(PhaseChanged(task_id, old, new, actor, reason))
 
@@ -240,6 +265,8 @@ class Orchestrator:
         return task
 
     async def _finish(self, task_id: str) -> None:
+        """Close an ended task's steps (and add its summary to the outbox), then announce it."""
+        await self._steps.close(await self._store.get_task(task_id))
         task = await self._store.get_task(task_id)
         self._bus.publish(TaskFinished(task_id, task.phase, summary_text(task)))
 

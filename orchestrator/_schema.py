@@ -57,4 +57,24 @@ MIGRATIONS: tuple[str, ...] = (
         at REAL NOT NULL
     );
     """,
+    # v2: the outbox (what each task's thread must show), asks per step, and the close marker.
+    """
+    ALTER TABLE steps ADD COLUMN asks INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN closed_at REAL;
+    UPDATE tasks SET closed_at = updated_at
+        WHERE phase IN ('completed', 'failed', 'cancelled');
+    CREATE INDEX tasks_unclosed ON tasks (id)
+        WHERE closed_at IS NULL AND phase IN ('completed', 'failed', 'cancelled');
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL REFERENCES tasks (id),
+        slot TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        sent_version INTEGER NOT NULL DEFAULT 0,
+        ref TEXT,
+        digest TEXT,
+        UNIQUE (task_id, slot)
+    );
+    CREATE INDEX outbox_unsent ON outbox (task_id, seq) WHERE version > sent_version;
+    """,
 )

@@ -12,9 +12,10 @@ from typing import Any
 import aiosqlite
 
 from ._errors import DuplicateMessageError, StoreError, TaskNotFoundError
-from ._models import Step, Task, Transition
+from ._models import Closing, Step, Task, Transition
 from ._phases import Action, Phase, StepState, Tier
 from ._schema import MIGRATIONS
+from ._thread import SUMMARY, ThreadUpdate
 from ._writer import GroupWriter
 
 _BUSY_TIMEOUT_MS = 5000
@@ -24,8 +25,10 @@ _TASK_COLUMNS = (
 )
 _STEP_COLUMNS = (
     "task_id, id, position, plan_version, description, action, input, depends_on, tier, "
-    "state, output, reason, attempts, is_superseded, confirm_deadline"
+    "state, output, reason, attempts, is_superseded, confirm_deadline, asks"
 )
+_TERMINAL = tuple(p.value for p in Phase if p.is_terminal)
+_OPEN_STATES = tuple(s.value for s in StepState if not s.is_terminal)
 _N_TASK = len(_TASK_COLUMNS.split(","))
 _N_STEP = len(_STEP_COLUMNS.split(","))
 
@@ -90,7 +93,9 @@ class SqliteStore:
             raise StoreError("the store is closed")
         return self._writer
 
-    async def create_task(self, task: Task, *, message_keys: Sequence[str] = ()) -> None:
+    async def create_task(
+        self, task: Task, *, message_keys: Sequence[str] = (), outbox: Sequence[str] = ()
+    ) -> None:
         keys = list(dict.fromkeys(message_keys))
 
         def op(conn: sqlite3.Connection) -> str | None:
@@ -108,6 +113,7 @@ class SqliteStore:
                 [(key, task.id, task.created_at) for key in keys],
             )
             _log(conn, task.id, None, "phase", None, task.phase.value, task.requester, None)
+            _touch(conn, task.id, outbox)
             return None
 
         existing = await self._w.submit(op)
@@ -178,7 +184,14 @@ class SqliteStore:
         return [_task_from_row(head, steps[task_id]) for task_id, head in heads.items()]
 
     async def set_phase(
-        self, task_id: str, *, old: Phase, new: Phase, actor: str, reason: str | None
+        self,
+        task_id: str,
+        *,
+        old: Phase,
+        new: Phase,
+        actor: str,
+        reason: str | None,
+        outbox: Sequence[str] = (),
     ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
@@ -188,6 +201,7 @@ class SqliteStore:
             if cur.rowcount != 1:
                 return False
             _log(conn, task_id, None, "phase", old.value, new.value, actor, reason)
+            _touch(conn, task_id, outbox)
             return True
 
         return await self._w.submit(op)
@@ -201,6 +215,7 @@ class SqliteStore:
         replaced: Collection[str] = (),
         actor: str,
         reason: str | None = None,
+        outbox: Sequence[str] = (),
     ) -> None:
         rows = [_step_row(task_id, s) for s in steps]
 
@@ -218,6 +233,7 @@ class SqliteStore:
                 (plan_version, 1 if plan_version > 1 else 0, time.time(), task_id),
             )
             _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
+            _touch(conn, task_id, outbox)
 
         await self._w.submit(op)
 
@@ -234,12 +250,15 @@ class SqliteStore:
         attempts: int | None = None,
         confirm_deadline: float | None = None,
         tokens: int = 0,
+        asks: int | None = None,
+        decision: str | None = None,
+        outbox: Sequence[str] = (),
     ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            changes = (new.value, reason, output, attempts, confirm_deadline)
+            changes = (new.value, reason, output, attempts, confirm_deadline, asks)
             cur = conn.execute(
                 "UPDATE steps SET state = ?, reason = ?, output = COALESCE(?, output), "
-                "attempts = COALESCE(?, attempts), confirm_deadline = ? "
+                "attempts = COALESCE(?, attempts), confirm_deadline = ?, asks = COALESCE(?, asks) "
                 "WHERE task_id = ? AND id = ? AND state = ?",
                 (*changes, task_id, step_id, old.value),
             )
@@ -251,24 +270,82 @@ class SqliteStore:
                 "updated_at = ? WHERE id = ?",
                 (tokens, started, time.time(), task_id),
             )
+            if decision is not None:
+                _log(conn, task_id, step_id, "decision", None, decision, actor, reason)
             _log(conn, task_id, step_id, "step", old.value, new.value, actor, reason)
+            _touch(conn, task_id, outbox)
             return True
 
         return await self._w.submit(op)
+
+    async def close_task(
+        self, task_id: str, closing: Closing, *, actor: str, outbox: bool
+    ) -> list[Transition]:
+        def op(conn: sqlite3.Connection) -> list[Transition]:
+            open_steps = conn.execute(
+                f"SELECT id, state FROM steps WHERE task_id = ? AND is_superseded = 0 "
+                f"AND state IN ({_marks(len(_OPEN_STATES))}) ORDER BY plan_version, position",
+                (task_id, *_OPEN_STATES),
+            ).fetchall()
+            now = time.time()
+            moves = []
+            for step_id, state in open_steps:
+                new, reason = closing[StepState(state)]
+                conn.execute(
+                    "UPDATE steps SET state = ?, reason = ?, confirm_deadline = NULL "
+                    "WHERE task_id = ? AND id = ?",
+                    (new.value, reason, task_id, step_id),
+                )
+                _log(conn, task_id, step_id, "step", state, new.value, actor, reason)
+                moves.append(
+                    Transition(task_id, "step", state, new.value, actor, now, step_id, reason)
+                )
+            conn.execute(
+                "UPDATE tasks SET closed_at = ?, updated_at = ? WHERE id = ?", (now, now, task_id)
+            )
+            if outbox:
+                # Everything is rendered once more at the end: a prompt or plan still showing
+                # buttons loses them, and the summary is added after every other slot.
+                conn.execute(
+                    "UPDATE outbox SET version = version + 1 WHERE task_id = ?", (task_id,)
+                )
+                _touch(conn, task_id, (SUMMARY,))
+            return moves
+
+        return await self._w.submit(op)
+
+    async def list_unclosed(self) -> list[Task]:
+        phases = _marks(len(_TERMINAL))
+        return await self._select_tasks(
+            f"WHERE t.closed_at IS NULL AND t.phase IN ({phases})", _TERMINAL
+        )
+
+    async def updates(self, task_id: str | None = None) -> list[ThreadUpdate]:
+        where = "version > sent_version" + (" AND task_id = ?" if task_id is not None else "")
+        rows = await self._fetch(
+            f"SELECT task_id, slot, seq, version, ref, digest FROM outbox WHERE {where} "
+            "ORDER BY seq",
+            (task_id,) if task_id is not None else (),
+        )
+        return [ThreadUpdate(*row) for row in rows]
+
+    async def mark_sent(
+        self, task_id: str, slot: str, *, version: int, ref: str, digest: str
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE outbox SET sent_version = MAX(sent_version, ?), ref = ?, digest = ? "
+                "WHERE task_id = ? AND slot = ?",
+                (version, ref, digest, task_id, slot),
+            )
+
+        await self._w.submit(op)
 
     async def add_tokens(self, task_id: str, tokens: int) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE tasks SET tokens_used = tokens_used + ? WHERE id = ?", (tokens, task_id)
             )
-
-        await self._w.submit(op)
-
-    async def record_decision(
-        self, task_id: str, decision: str, *, actor: str, step_id: str | None, reason: str | None
-    ) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            _log(conn, task_id, step_id, "decision", None, decision, actor, reason)
 
         await self._w.submit(op)
 
@@ -316,6 +393,15 @@ def _log(
     )
 
 
+def _touch(conn: sqlite3.Connection, task_id: str, slots: Sequence[str]) -> None:
+    """Bump each slot's version, adding the slots that are new (in order, after the others)."""
+    conn.executemany(
+        "INSERT INTO outbox (task_id, slot) VALUES (?, ?) "
+        "ON CONFLICT (task_id, slot) DO UPDATE SET version = version + 1",
+        [(task_id, slot) for slot in slots],
+    )
+
+
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
@@ -341,7 +427,7 @@ def _step_row(task_id: str, s: Step) -> tuple[Any, ...]:
     return (
         task_id, s.id, s.position, s.plan_version, s.description, s.action.value, s.input,
         json.dumps(list(s.depends_on)), s.tier.value, s.state.value, s.output, s.reason,
-        s.attempts, int(s.is_superseded), s.confirm_deadline,
+        s.attempts, int(s.is_superseded), s.confirm_deadline, s.asks,
     )  # fmt: skip
 
 
@@ -350,5 +436,5 @@ def _step_from_row(r: Any) -> Step:
         id=r[1], position=r[2], plan_version=r[3], description=r[4], action=Action(r[5]),
         input=r[6], depends_on=tuple(json.loads(r[7])), tier=Tier(r[8]), state=StepState(r[9]),
         output=r[10], reason=r[11], attempts=r[12], is_superseded=bool(r[13]),
-        confirm_deadline=r[14],
+        confirm_deadline=r[14], asks=r[15],
     )  # fmt: skip

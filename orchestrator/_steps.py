@@ -8,21 +8,25 @@ import time
 from ._config import OrchestratorConfig
 from ._events import ConfirmationRequested, EventBus, StepChanged
 from ._graph import dependents
+from ._models import SYSTEM, Closing, Task
 from ._phases import STEP_TRANSITIONS, Phase, StepState, check_state
 from ._run import TaskRun
 from ._store import Store
+from ._thread import PROGRESS, confirm_slot
 
 log = logging.getLogger(__name__)
-SYSTEM = "orchestrator"
 
 
 class StepWriter:
     """Checks each move against the table, compare-and-sets it in the store, mirrors, publishes."""
 
-    def __init__(self, store: Store, bus: EventBus, config: OrchestratorConfig) -> None:
+    def __init__(
+        self, store: Store, bus: EventBus, config: OrchestratorConfig, *, has_outbox: bool
+    ) -> None:
         self._store = store
         self._bus = bus
         self._config = config
+        self._has_outbox = has_outbox
 
     async def fail(self, run: TaskRun, step_id: str, reason: str) -> None:
         """A step failed for good: record why and skip everything that needed it."""
@@ -44,22 +48,23 @@ class StepWriter:
         self._bus.publish(ConfirmationRequested(run.task.id, step_id, deadline, reason))
         return deadline
 
-    async def close_steps(self, run: TaskRun, phase: Phase, reason: str | None) -> None:
-        """Give every unfinished step of an ended task its final state."""
-        for step_id in [s.id for s in run.plan]:
-            # A second try: a step cancelled mid-write may be further along in the store than
-            # in the mirror (a failed move reloads it), and its final state depends on which.
-            for _ in range(2):
-                state = run.steps[step_id].state
-                if state.is_terminal:
-                    break
-                why: str | None = f"not run: {reason}"
-                new = StepState.SKIPPED
-                if state is StepState.RUNNING or phase is Phase.CANCELLED:
-                    new = StepState.CANCELLED
-                    why = "the task was cancelled" if phase is Phase.CANCELLED else reason
-                if await self.move(run, step_id, new, reason=why):
-                    break
+    async def close(self, task: Task) -> None:
+        """Give every open step of an ended task its final state, in one write, and announce it.
+
+        The store decides which steps are open, so a write that landed for a cancelled caller
+        is never overwritten by a stale mirror."""
+        if not task.phase.is_terminal:
+            return
+        moves = await self._store.close_task(
+            task.id, closing_for(task.phase, task.reason), actor=SYSTEM, outbox=self._has_outbox
+        )
+        for m in moves:
+            assert m.step_id is not None and m.old is not None
+            self._bus.publish(
+                StepChanged(
+                    task.id, m.step_id, StepState(m.old), StepState(m.new), m.actor, m.reason
+                )
+            )
 
     async def move(
         self,
@@ -73,10 +78,14 @@ class StepWriter:
         attempts: int | None = None,
         confirm_deadline: float | None = None,
         tokens: int = 0,
+        decision: str | None = None,
     ) -> bool:
-        """The one writer of step states: check the table, compare-and-set, mirror, publish."""
+        """The one writer of step states: check the table, compare-and-set, mirror, publish.
+
+        `decision` is a person's answer (run, skip) or "expired", logged with the move."""
         step = run.steps[step_id]
         check_state(step.state, new)
+        asks = step.asks + 1 if new is StepState.AWAITING_CONFIRMATION else step.asks
         is_set = await self._store.set_step(
             run.task.id,
             step_id,
@@ -88,21 +97,42 @@ class StepWriter:
             attempts=attempts,
             confirm_deadline=confirm_deadline,
             tokens=tokens,
+            asks=asks,
+            decision=decision,
+            outbox=self._slots(step.state, new, step_id, asks),
         )
         if not is_set:
-            return await self._retry_move(run, step_id, new, actor=actor, reason=reason)
+            return await self._retry_move(
+                run, step_id, new, actor=actor, reason=reason, decision=decision
+            )
         run.steps[step_id] = step.evolve(
             state=new,
             reason=reason,
             output=output if output is not None else step.output,
             attempts=attempts if attempts is not None else step.attempts,
             confirm_deadline=confirm_deadline,
+            asks=asks,
         )
         self._bus.publish(StepChanged(run.task.id, step_id, step.state, new, actor, reason))
         return True
 
+    def _slots(self, old: StepState, new: StepState, step_id: str, asks: int) -> tuple[str, ...]:
+        """What a step move touches in the thread: progress, and the prompt it opens or closes."""
+        if not self._has_outbox:
+            return ()
+        if StepState.AWAITING_CONFIRMATION in (old, new):
+            return (PROGRESS, confirm_slot(step_id, asks))
+        return (PROGRESS,)
+
     async def _retry_move(
-        self, run: TaskRun, step_id: str, new: StepState, *, actor: str, reason: str | None
+        self,
+        run: TaskRun,
+        step_id: str,
+        new: StepState,
+        *,
+        actor: str,
+        reason: str | None,
+        decision: str | None,
     ) -> bool:
         """The stored state differs from the mirror (a write landed for a cancelled caller)."""
         stored = (await self._store.get_task(run.task.id)).step(step_id)
@@ -110,4 +140,20 @@ class StepWriter:
         run.steps[step_id] = stored
         if stored.state is new or new not in STEP_TRANSITIONS[stored.state]:
             return False
-        return await self.move(run, step_id, new, actor=actor, reason=reason)
+        return await self.move(run, step_id, new, actor=actor, reason=reason, decision=decision)
+
+
+def closing_for(phase: Phase, reason: str | None) -> Closing:
+    """What each open step becomes when its task ends in `phase` for `reason`."""
+    if phase is Phase.CANCELLED:
+        why = f"the task was {reason or 'cancelled'}"
+        return {state: (StepState.CANCELLED, why) for state in _OPEN}
+    not_run = (StepState.SKIPPED, f"not run: {reason or phase.value}")
+    return {
+        StepState.PENDING: not_run,
+        StepState.AWAITING_CONFIRMATION: not_run,
+        StepState.RUNNING: (StepState.CANCELLED, reason),
+    }
+
+
+_OPEN = tuple(s for s in StepState if not s.is_terminal)

@@ -1,7 +1,8 @@
 """The store interface: everything the orchestrator persists goes through these methods.
 
 A backend (SQLite now, PostgreSQL later) implements `Store`; nothing else touches the database.
-Writes return only once committed, so nothing is acknowledged unwritten.
+Writes return only once committed, so nothing is acknowledged unwritten. A write's `outbox` names
+the thread slots it touches, in the same transaction (see `_thread`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from ._errors import ConfigError
-from ._models import Step, Task, Transition
+from ._models import Closing, Step, Task, Transition
 from ._phases import Phase, StepState
 from ._sqlite import SqliteStore
+from ._thread import ThreadUpdate
 
 
 class Store(Protocol):
@@ -24,7 +26,9 @@ class Store(Protocol):
     async def close(self) -> None:
         """Flush pending writes and disconnect."""
 
-    async def create_task(self, task: Task, *, message_keys: Sequence[str] = ()) -> None:
+    async def create_task(
+        self, task: Task, *, message_keys: Sequence[str] = (), outbox: Sequence[str] = ()
+    ) -> None:
         """Insert a new task; `DuplicateMessageError` (naming the task) if a key was seen."""
 
     async def claim_messages(self, keys: Sequence[str]) -> bool:
@@ -43,7 +47,14 @@ class Store(Protocol):
         """Tasks in a scope (or scopes starting with a prefix) and/or phases, oldest first."""
 
     async def set_phase(
-        self, task_id: str, *, old: Phase, new: Phase, actor: str, reason: str | None
+        self,
+        task_id: str,
+        *,
+        old: Phase,
+        new: Phase,
+        actor: str,
+        reason: str | None,
+        outbox: Sequence[str] = (),
     ) -> bool:
         """Compare-and-set the phase and log it; False when the stored phase is not `old`."""
 
@@ -56,6 +67,7 @@ class Store(Protocol):
         replaced: Collection[str] = (),
         actor: str,
         reason: str | None = None,
+        outbox: Sequence[str] = (),
     ) -> None:
         """Add a plan's steps, mark `replaced` step ids superseded, and set the plan version."""
 
@@ -72,16 +84,35 @@ class Store(Protocol):
         attempts: int | None = None,
         confirm_deadline: float | None = None,
         tokens: int = 0,
+        asks: int | None = None,
+        decision: str | None = None,
+        outbox: Sequence[str] = (),
     ) -> bool:
-        """Compare-and-set a step's state (with its output) and log it; False if not `old`."""
+        """Compare-and-set a step's state (with its output) and log it; False if not `old`.
+
+        `decision` logs a person's answer (run, skip, expired) in the same transaction."""
+
+    async def close_task(
+        self, task_id: str, closing: Closing, *, actor: str, outbox: bool
+    ) -> list[Transition]:
+        """Close an ended task: every open step of its plan moves as `closing` says, it is marked
+        closed, and with `outbox` its summary slot is added and every other slot touched.
+
+        Returns the step moves made."""
+
+    async def list_unclosed(self) -> list[Task]:
+        """Tasks in a terminal phase whose close never committed (a crash came between)."""
+
+    async def updates(self, task_id: str | None = None) -> list[ThreadUpdate]:
+        """Slots not yet shown at their latest version, of one task or of all, in order."""
+
+    async def mark_sent(
+        self, task_id: str, slot: str, *, version: int, ref: str, digest: str
+    ) -> None:
+        """Record that `version` of a slot is shown, as the message `ref` with this `digest`."""
 
     async def add_tokens(self, task_id: str, tokens: int) -> None:
         """Count tokens spent on a task outside its steps (planning)."""
-
-    async def record_decision(
-        self, task_id: str, decision: str, *, actor: str, step_id: str | None, reason: str | None
-    ) -> None:
-        """Log a person's decision (approve, reject, cancel, run, skip) with who and when."""
 
     async def set_meta(self, task_id: str, key: str, value: str) -> None:
         """Attach a string to a task for its client (a chat adapter's message ids, say)."""

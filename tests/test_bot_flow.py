@@ -299,7 +299,10 @@ async def test_an_unanswered_step_is_skipped_at_its_deadline_and_the_thread_says
 async def test_slack_429_and_500_are_retried_and_the_reply_still_arrives(
     open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.responder = Router([Reply.plan(step("a"))])
+    # Planning outlasts the 429's Retry-After, so "Planning…" is posted first and then edited.
+    slow_plan = Reply.plan(step("a"))
+    slow_plan.delay_s = 1.5
+    fake_openai.responder = Router([slow_plan])
     bot = await open_bot()
     fake_slack.fail_next("chat.postMessage", 429, retry_after=1)
     fake_slack.fail_next("chat.update", 500)

@@ -258,7 +258,7 @@ async def test_only_the_requester_and_approvers_may_decide(
     await orch.reject(task.id, user="BOSS")
     rejected = await orch.get_task(task.id)
     assert rejected.phase is Phase.CANCELLED
-    moves = await orch.history(task.id)
+    moves = [t for t in await orch.history(task.id) if t.kind == "phase"]
     assert (moves[-1].new, moves[-1].actor, moves[-1].reason) == ("cancelled", "BOSS", "rejected")
     assert moves[-1].at > 0
 

@@ -49,8 +49,13 @@ def test_every_message_fits_slack_and_keeps_every_step(
         render.decided_plan(task, verb="approved", actor="U1", at=time.time()),
         render.progress(task),
         render.summary(task.__class__(**{**task.__dict__, "phase": Phase.COMPLETED})),
-        render.replanned(task, "s1 failed"),
+        render.replanned(task, 1, "s1 failed"),
         render.pending_list([task] * 60),
+        render.planning(task),
+        render.planning_failed(task.__class__(**{**task.__dict__, "reason": request * 3})),
+        render.executing(task),
+        render.confirmation(task, task.steps[0], request),
+        render.confirmation_closed(task.steps[0], render.confirmation_outcome(None, task.steps[0])),
     ]
     for message in messages:
         assert_valid_message({"text": message.text, "blocks": message.blocks})

@@ -445,15 +445,27 @@ async def test_set_step_changes_nothing_when_the_stored_state_is_not_old(
 async def test_history_is_append_only_in_order_and_decisions_name_their_actor_and_step(
     store: SqliteStore,
 ) -> None:
-    await with_plan(store, "t1", "s1")
+    await with_plan(store, "t1", "s1", "s2")
     await store.set_phase(
         "t1", old=Phase.PLANNING, new=Phase.AWAITING_APPROVAL, actor="planner", reason=None
     )
-    await store.record_decision("t1", "approve", actor="U2", step_id=None, reason=None)
     early = await store.history("t1")
     await store.set_phase("t1", old=Phase.PLANNING, new=Phase.FAILED, actor="x", reason=None)
-    await store.set_step("t1", "s1", old=StepState.PENDING, new=StepState.RUNNING, actor="engine")
-    await store.record_decision("t1", "run", actor="U3", step_id="s1", reason="looks safe")
+    await store.set_step(
+        "t1", "s1", old=StepState.PENDING, new=StepState.AWAITING_CONFIRMATION, actor="engine"
+    )
+    await store.set_step(
+        "t1",
+        "s1",
+        old=StepState.AWAITING_CONFIRMATION,
+        new=StepState.RUNNING,
+        actor="U3",
+        reason="looks safe",
+        decision="run",
+    )
+    await store.set_step(
+        "t1", "s2", old=StepState.PENDING, new=StepState.SKIPPED, actor="U2", decision="skip"
+    )
     log = await store.history("t1")
 
     assert log[: len(early)] == early
@@ -461,13 +473,15 @@ async def test_history_is_append_only_in_order_and_decisions_name_their_actor_an
         ("phase", "planning"),
         ("plan", "v1"),
         ("phase", "awaiting_approval"),
-        ("decision", "approve"),
-        ("step", "running"),
+        ("step", "awaiting_confirmation"),
         ("decision", "run"),
+        ("step", "running"),
+        ("decision", "skip"),
+        ("step", "skipped"),
     ]
     assert [t.at for t in log] == sorted(t.at for t in log)
     decisions = [(t.actor, t.step_id, t.reason, t.old) for t in log if t.kind == "decision"]
-    assert decisions == [("U2", None, None, None), ("U3", "s1", "looks safe", None)]
+    assert decisions == [("U3", "s1", "looks safe", None), ("U2", "s2", None, None)]
     assert {t.task_id for t in log} == {"t1"}
 
 
@@ -607,7 +621,7 @@ async def test_a_write_whose_caller_is_cancelled_still_lands(store: SqliteStore)
     write.cancel()
     with pytest.raises(asyncio.CancelledError):
         await write
-    await store.record_decision("t1", "cancel", actor="U1", step_id=None, reason=None)
+    await store.set_meta("t1", "after", "the cancelled write")  # queued behind it
     assert (await store.get_task("t1")).phase is Phase.CANCELLED
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..conversation import Reply
-from ..slack_io import SlackThreads
+from ..slack_io import SlackThreads, SlackWriteError
+
+log = logging.getLogger(__name__)
 
 
 async def send(
@@ -12,7 +16,10 @@ async def send(
     """Post `reply` in the thread, or ephemerally to `user`; nothing when there is no reply."""
     if reply is None:
         return
-    if reply.is_ephemeral:
+    if not reply.is_ephemeral:
+        await threads.say(channel, thread_ts, reply.message)
+        return
+    try:
         await threads.whisper(channel, user, thread_ts, reply.message)
-    else:
-        await threads.post(channel, thread_ts, reply.message)
+    except SlackWriteError as err:
+        log.error("an ephemeral reply to %s was not posted: %s", user, err)

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import random
 import re
 import time
 import uuid
@@ -65,8 +66,19 @@ class Call:
 @dataclass
 class _Fault:
     status: int
-    retry_after: int
+    retry_after: float
     times: int
+    after_effect: bool = False  # the call takes effect, then the answer is lost
+
+
+@dataclass
+class _Flakiness:
+    """Each call to `methods` fails with probability `rate`: 429 (Retry-After) or 500."""
+
+    rate: float
+    methods: frozenset[str]
+    rng: random.Random
+    retry_after: float
 
 
 class FakeSlack:
@@ -90,6 +102,8 @@ class FakeSlack:
         self._sockets: list[web.WebSocketResponse] = []
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._faults: dict[str, _Fault] = {}
+        self._flaky: _Flakiness | None = None
+        self.latency_s = 0.0  # each Web API call takes at least this long, like a real round trip
         self._changed = asyncio.Condition()
 
     async def __aenter__(self) -> FakeSlack:
@@ -155,10 +169,33 @@ class FakeSlack:
     # -- what tests do ---------------------------------------------------------------------
 
     def fail_next(
-        self, method: str, status: int = 429, *, retry_after: int = 1, times: int = 1
+        self,
+        method: str,
+        status: int = 429,
+        *,
+        retry_after: float = 1,
+        times: int = 1,
+        after_effect: bool = False,
     ) -> None:
-        """Answer the next `times` calls to `method` with `status` (429 carries Retry-After)."""
-        self._faults[method] = _Fault(status, retry_after, times)
+        """Answer the next `times` calls to `method` with `status` (429 carries Retry-After).
+
+        With `after_effect` the call does what it asks first: a post whose answer got lost."""
+        self._faults[method] = _Fault(status, retry_after, times, after_effect)
+
+    def be_flaky(
+        self,
+        rate: float,
+        *,
+        methods: tuple[str, ...] = ("chat.postMessage", "chat.update"),
+        seed: int = 0,
+        retry_after: float = 0.2,
+    ) -> None:
+        """From now on, fail each call to `methods` with probability `rate` (half 429, half 500)."""
+        self._flaky = _Flakiness(rate, frozenset(methods), random.Random(seed), retry_after)
+
+    def calm(self) -> None:
+        """Stop failing calls at random."""
+        self._flaky = None
 
     async def send_events_api(
         self,
@@ -309,8 +346,10 @@ class FakeSlack:
         token = (
             auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else args.pop("token", None)
         )
-        fault = self._faults.get(method)
-        if fault is not None:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        fault = self._faults.get(method) or self._flake(method)
+        if fault is not None and not fault.after_effect:
             error = "ratelimited" if fault.status == 429 else "fatal_error"
             await self._record(Call(method, args, token, fault.status, error))
             return self._fault(method, fault, error)
@@ -319,6 +358,7 @@ class FakeSlack:
             "chat.postMessage": ("xoxb-", self._post_message),
             "chat.update": ("xoxb-", self._update),
             "chat.postEphemeral": ("xoxb-", self._post_ephemeral),
+            "conversations.replies": ("xoxb-", self._replies),
             "apps.connections.open": ("xapp-", self._connections_open),
         }
         kind, handler = handlers.get(method, ("", None))
@@ -327,6 +367,9 @@ class FakeSlack:
             body: dict[str, Any] = {"ok": False, "error": refused}
         else:
             body = await handler(args)
+        if fault is not None:  # it took effect; the answer is lost
+            await self._record(Call(method, args, token, fault.status, "fatal_error"))
+            return self._fault(method, fault, "fatal_error")
         await self._record(Call(method, args, token, 200, body.get("error")))
         headers = {"X-OAuth-Scopes": BOT_SCOPES} if kind == "xoxb-" else {}
         return web.json_response(body, headers=headers)
@@ -335,12 +378,18 @@ class FakeSlack:
         self.calls.append(call)
         await self._notify()
 
+    def _flake(self, method: str) -> _Fault | None:
+        flaky = self._flaky
+        if flaky is None or method not in flaky.methods or flaky.rng.random() >= flaky.rate:
+            return None
+        return _Fault(flaky.rng.choice((429, 500)), flaky.retry_after, 1)
+
     def _fault(self, method: str, fault: _Fault, error: str) -> web.Response:
         fault.times -= 1
-        if fault.times <= 0:
+        if fault.times <= 0 and self._faults.get(method) is fault:
             del self._faults[method]
         # Slack: 429 says when to come back; slack_sdk's rate-limit retry handler reads it.
-        headers = {"Retry-After": str(fault.retry_after)} if fault.status == 429 else {}
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.status == 429 else {}
         body = {"ok": False, "error": error}
         return web.json_response(body, status=fault.status, headers=headers)
 
@@ -387,6 +436,17 @@ class FakeSlack:
         await self._echo(_changed_event(before, shown))
         reply = {"ok": True, "channel": shown["channel"], "ts": shown["ts"], "text": shown["text"]}
         return {**reply, "message": _as_sent(shown)}
+
+    async def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The bot's messages in a thread (one page), with their metadata when asked for."""
+        channel, ts = args.get("channel", ""), args.get("ts", "")
+        found = [m for m in self.messages if m["channel"] == channel and m["thread_ts"] == ts]
+        with_meta = str(args.get("include_all_metadata")).lower() in ("1", "true")
+        messages = [
+            {**_as_sent(m), **({"metadata": m["metadata"]} if with_meta and m["metadata"] else {})}
+            for m in found
+        ]
+        return {"ok": True, "messages": messages, "has_more": False}
 
     async def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel"):
@@ -468,6 +528,7 @@ def _shown(channel: str, thread_ts: str | None, args: dict[str, Any]) -> dict[st
         "blocks": args.get("blocks") or [],
         "user": BOT_USER_ID,
         "bot_id": BOT_ID,
+        "metadata": args.get("metadata"),
     }
 
 
