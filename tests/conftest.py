@@ -34,6 +34,19 @@ MakeOrchestrator = Callable[..., Awaitable[Orchestrator]]
 
 
 @pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "x.db"
+
+
+@pytest.fixture
+async def store(db: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(db)
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as server:
         yield server

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from orchestrator import Orchestrator, Phase, StepState, Task
+from orchestrator import Action, Orchestrator, Phase, SqliteStore, Step, StepState, Task, Tier
 
 
 def step(
@@ -60,3 +61,37 @@ async def run_to_end(orch: Orchestrator, task: Task, user: str = "U1") -> Task:
 def states(task: Task) -> dict[str, str]:
     """Step id -> state wire name, for readable assertions."""
     return {s.id: s.state.value for s in task.steps}
+
+
+def make_task(task_id: str = "t1", *, scope: str = "C1:1", **fields: Any) -> Task:
+    now = fields.pop("created_at", time.time())
+    return Task(
+        id=task_id,
+        scope=scope,
+        requester="U1",
+        request=f"do {task_id}",
+        phase=fields.pop("phase", Phase.PLANNING),
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+
+
+def make_step(step_id: str, *deps: str, position: int = 0, **fields: Any) -> Step:
+    return Step(
+        id=step_id,
+        description=f"do {step_id}",
+        action=fields.pop("action", Action.RESEARCH),
+        input=step_id,
+        depends_on=deps,
+        tier=fields.pop("tier", Tier.READ),
+        position=position,
+        **fields,
+    )
+
+
+async def with_plan(store: SqliteStore, task_id: str = "t1", *step_ids: str) -> Task:
+    await store.create_task(make_task(task_id))
+    steps = [make_step(s, position=i) for i, s in enumerate(step_ids or ("s1", "s2"))]
+    await store.save_plan(task_id, steps, plan_version=1, actor="planner")
+    return await store.get_task(task_id)

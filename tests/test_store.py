@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from orchestrator import (
     DuplicateMessageError,
     Phase,
     SqliteStore,
-    Step,
     StepState,
     StoreError,
     Task,
@@ -28,51 +27,12 @@ from orchestrator import (
     open_store,
 )
 from orchestrator._schema import MIGRATIONS
+from tests.helpers import make_step, make_task, with_plan
 
 pytestmark = pytest.mark.timeout(10)
 
 CONCURRENT_WRITES = 500
 TASKS = 5  # CONCURRENT_WRITES steps spread over this many tasks
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "x.db"
-
-
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(db)
-    await s.open()
-    yield s
-    await s.close()
-
-
-def make_task(task_id: str = "t1", *, scope: str = "C1:1", **fields: Any) -> Task:
-    now = fields.pop("created_at", time.time())
-    return Task(
-        id=task_id,
-        scope=scope,
-        requester="U1",
-        request=f"do {task_id}",
-        phase=fields.pop("phase", Phase.PLANNING),
-        created_at=now,
-        updated_at=now,
-        **fields,
-    )
-
-
-def make_step(step_id: str, *deps: str, position: int = 0, **fields: Any) -> Step:
-    return Step(
-        id=step_id,
-        description=f"do {step_id}",
-        action=fields.pop("action", Action.RESEARCH),
-        input=step_id,
-        depends_on=deps,
-        tier=fields.pop("tier", Tier.READ),
-        position=position,
-        **fields,
-    )
 
 
 def peek(db: Path, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -109,13 +69,6 @@ def wal_pinned(db: Path) -> Iterator[None]:
         conn.execute("SELECT count(*) FROM tasks").fetchone()
         yield
         conn.rollback()
-
-
-async def with_plan(store: SqliteStore, task_id: str = "t1", *step_ids: str) -> Task:
-    await store.create_task(make_task(task_id))
-    steps = [make_step(s, position=i) for i, s in enumerate(step_ids or ("s1", "s2"))]
-    await store.save_plan(task_id, steps, plan_version=1, actor="planner")
-    return await store.get_task(task_id)
 
 
 # Opening, migrating, reopening

@@ -69,6 +69,21 @@ class _Fault:
     retry_after: float
     times: int
     after_effect: bool = False  # the call takes effect, then the answer is lost
+    channel: str | None = None  # only calls in this channel
+
+
+@dataclass
+class Hold:
+    """A call the fake keeps unanswered (after doing it, with `after_effect`) until released."""
+
+    method: str
+    nth: int
+    after_effect: bool
+    match: Callable[[dict[str, Any]], bool]
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: int = 0
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,6 +118,7 @@ class FakeSlack:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._faults: dict[str, _Fault] = {}
         self._flaky: _Flakiness | None = None
+        self._holds: list[Hold] = []
         self.latency_s = 0.0  # each Web API call takes at least this long, like a real round trip
         self._changed = asyncio.Condition()
 
@@ -120,6 +136,8 @@ class FakeSlack:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for held in self._holds:
+            held.released.set()
         for ws in list(self._sockets):
             await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
         for future in self._pending.values():
@@ -176,11 +194,27 @@ class FakeSlack:
         retry_after: float = 1,
         times: int = 1,
         after_effect: bool = False,
+        channel: str | None = None,
     ) -> None:
-        """Answer the next `times` calls to `method` with `status` (429 carries Retry-After).
+        """Answer the next `times` calls to `method` (in `channel`, if given) with `status`.
 
-        With `after_effect` the call does what it asks first: a post whose answer got lost."""
-        self._faults[method] = _Fault(status, retry_after, times, after_effect)
+        429 carries Retry-After. With `after_effect` the call does what it asks first: a post
+        whose answer got lost."""
+        self._faults[method] = _Fault(status, retry_after, times, after_effect, channel)
+
+    def hold(
+        self,
+        method: str,
+        *,
+        nth: int = 1,
+        after_effect: bool = False,
+        match: Callable[[dict[str, Any]], bool] = lambda args: True,
+    ) -> Hold:
+        """Keep the `nth` matching call to `method` from now on unanswered until released
+        (then it gets a 500): a process can be killed at that very point."""
+        held = Hold(method, nth, after_effect, match)
+        self._holds.append(held)
+        return held
 
     def be_flaky(
         self,
@@ -348,20 +382,15 @@ class FakeSlack:
         )
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        fault = self._faults.get(method) or self._flake(method)
+        held = self._held(method, args)
+        if held is not None:
+            return await self._keep(held, method, args, token)
+        fault = self._fault_for(method, args)
         if fault is not None and not fault.after_effect:
             error = "ratelimited" if fault.status == 429 else "fatal_error"
             await self._record(Call(method, args, token, fault.status, error))
             return self._fault(method, fault, error)
-        handlers = {
-            "auth.test": ("xoxb-", self._auth_test),
-            "chat.postMessage": ("xoxb-", self._post_message),
-            "chat.update": ("xoxb-", self._update),
-            "chat.postEphemeral": ("xoxb-", self._post_ephemeral),
-            "conversations.replies": ("xoxb-", self._replies),
-            "apps.connections.open": ("xapp-", self._connections_open),
-        }
-        kind, handler = handlers.get(method, ("", None))
+        kind, handler = self._handlers().get(method, ("", None))
         refused = "unknown_method" if handler is None else _token_error(token, kind)
         if refused or handler is None:
             body: dict[str, Any] = {"ok": False, "error": refused}
@@ -374,9 +403,46 @@ class FakeSlack:
         headers = {"X-OAuth-Scopes": BOT_SCOPES} if kind == "xoxb-" else {}
         return web.json_response(body, headers=headers)
 
+    def _handlers(self) -> dict[str, tuple[str, Callable[[dict[str, Any]], Any]]]:
+        """Web API method -> (the token kind it takes, its handler)."""
+        return {
+            "auth.test": ("xoxb-", self._auth_test),
+            "chat.postMessage": ("xoxb-", self._post_message),
+            "chat.update": ("xoxb-", self._update),
+            "chat.postEphemeral": ("xoxb-", self._post_ephemeral),
+            "conversations.replies": ("xoxb-", self._replies),
+            "apps.connections.open": ("xapp-", self._connections_open),
+        }
+
     async def _record(self, call: Call) -> None:
         self.calls.append(call)
         await self._notify()
+
+    def _held(self, method: str, args: dict[str, Any]) -> Hold | None:
+        for held in self._holds:
+            if held.method == method and held.match(args):
+                held.seen += 1
+                if held.seen == held.nth:
+                    return held
+        return None
+
+    async def _keep(
+        self, held: Hold, method: str, args: dict[str, Any], token: str | None
+    ) -> web.Response:
+        if held.after_effect:
+            await self._handlers()[method][1](args)
+        held.args = args
+        held.reached.set()
+        await self._notify()
+        await held.released.wait()
+        await self._record(Call(method, args, token, 500, "fatal_error"))
+        return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
+
+    def _fault_for(self, method: str, args: dict[str, Any]) -> _Fault | None:
+        fault = self._faults.get(method)
+        if fault is not None and fault.channel in (None, args.get("channel")):
+            return fault
+        return self._flake(method)
 
     def _flake(self, method: str) -> _Fault | None:
         flaky = self._flaky
