@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 
 from orchestrator import Phase, Step, StepState, Task, final_output
 
-from .mrkdwn import cut, escape, fit, shorten
+from .mrkdwn import cut, escape, escape_except_user_mentions, fit, shorten
 
 MAX_BLOCKS = 50  # Slack: at most 50 blocks per message
 MAX_TEXT = 3900  # Slack: keep a message's text under 4,000 characters
@@ -224,6 +224,14 @@ def pending_list(tasks: Sequence[Task]) -> Message:
     ]
     text = "\n".join([head, *fit([("• ", t.request) for t in tasks], MAX_TEXT - len(head))])
     return Message(text, _blocks(SectionBlock(text=_mrkdwn(head)), *rows))
+
+
+def notification(text: str, *, has_live_user_mentions: bool) -> Message:
+    """A notify step's message made harmless: nothing the model wrote pings or links, except
+    plain user mentions (<@U123>) when `has_live_user_mentions`."""
+    safe = escape_except_user_mentions(text) if has_live_user_mentions else escape(text)
+    body = shorten(safe.strip(), MAX_TEXT)
+    return Message(body, _blocks(*_sections(body.splitlines())))
 
 
 def status(task: Task | None) -> Message:

@@ -43,7 +43,9 @@ class BotService:
             store=open_store(settings.database_url),
             llm=OpenAILLM(self._llm_client, model=settings.orch_model),
             config=settings.orchestrator_config(),
-            notifier=SlackNotifier(self.threads),
+            notifier=SlackNotifier(
+                self.threads, has_live_user_mentions=settings.orch_notify_user_mentions
+            ),
         )
         self._relay = Relay(self.orchestrator, self.threads)
         self._relay_task: asyncio.Task[None] | None = None

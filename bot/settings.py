@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     orch_confirm_timeout_s: float = Field(900.0, gt=0)
     orch_token_budget: int = Field(200_000, ge=1)
     orch_task_timeout_s: float = Field(3600.0, gt=0)
+    orch_notify_user_mentions: bool = False
 
     @field_validator("orch_approvers", "orch_shell_allow", mode="before")
     @classmethod

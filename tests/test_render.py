@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from bot import mrkdwn, render
 from orchestrator import Action, Phase, Step, StepState, Task, Tier
-from tests.slack_checks import assert_nothing_live, assert_valid_message
+from tests.slack_checks import HOSTILE, assert_nothing_live, assert_valid_message
 
 HOSTILE_TEXT = "<!channel> <!here> <!everyone> see <https://evil.example|click here> & <@U2>"
 
@@ -140,3 +140,33 @@ def test_every_mrkdwn_text_is_verbatim_so_slack_links_nothing_by_itself() -> Non
     task = _task(["see https://example.com and #general"])
     for message in (render.plan(task), render.progress(task), render.pending_list([task] * 2)):
         assert_valid_message({"text": message.text, "blocks": message.blocks})
+
+
+def test_a_hostile_notify_message_is_escaped_and_user_mentions_live_only_when_allowed() -> None:
+    strict = render.notification(HOSTILE_TEXT, has_live_user_mentions=False)
+    allowed = render.notification(HOSTILE_TEXT + " <@U3|bob>", has_live_user_mentions=True)
+    for message in (strict, allowed):
+        assert_valid_message({"text": message.text, "blocks": message.blocks})
+        assert not [h for h in HOSTILE if h in message.text + str(message.blocks)]
+    assert strict.text.endswith("&amp; &lt;@U2&gt;")
+    assert allowed.text.endswith("&amp; <@U2> &lt;@U3|bob&gt;")
+
+
+def test_a_long_notify_message_is_cut_to_fit_slack() -> None:
+    message = render.notification("<b>" * 5000, has_live_user_mentions=False)
+    assert_valid_message({"text": message.text, "blocks": message.blocks})
+    assert message.text.startswith("&lt;b&gt;")
+
+
+def test_a_decided_plan_has_no_buttons_and_says_who_and_when() -> None:
+    message = render.decided_plan(_task(["a"]), verb="approved", actor="U7", at=1_700_000_000)
+    assert all(b["type"] != "actions" for b in message.blocks)
+    assert "Approved by <@U7> at <!date^1700000000^" in str(message.blocks)
+    assert message.text.endswith("Approved by U7")
+
+
+def test_a_failed_task_names_the_phase_and_reason_first() -> None:
+    task = _task(["a"], phase=Phase.FAILED)
+    task = task.__class__(**{**task.__dict__, "reason": "step s0 failed: boom"})
+    assert render.summary(task).text.startswith("failed: step s0 failed: boom. Summary:")
+    assert render.phase(task).text == "failed: step s0 failed: boom"
