@@ -18,15 +18,17 @@ from ..conversation import (
 from ..slack_io import SlackThreads
 from .replies import send
 
-_MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
-
 
 def register(app: AsyncApp, conv: Conversation, threads: SlackThreads) -> None:
     """Add the message listeners, then a catch-all that acks every other event."""
 
     @app.event("app_mention")
-    async def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
-        await _mention(conv, threads, event, event_id=str(body.get("event_id", "")))
+    async def on_mention(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        event_id = str(body.get("event_id", ""))
+        bot_user_id = context.bot_user_id or ""
+        await _mention(conv, threads, event, event_id=event_id, bot_user_id=bot_user_id)
 
     @app.event("message")
     async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -38,12 +40,22 @@ def register(app: AsyncApp, conv: Conversation, threads: SlackThreads) -> None:
         return None
 
 
+def _without_bot(text: str, bot_user_id: str) -> str:
+    """The request minus the bot's own mention; the people it names stay (shown escaped)."""
+    return re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>\s*", "", text).strip()
+
+
 async def _mention(
-    conv: Conversation, threads: SlackThreads, event: dict[str, Any], *, event_id: str
+    conv: Conversation,
+    threads: SlackThreads,
+    event: dict[str, Any],
+    *,
+    event_id: str,
+    bot_user_id: str,
 ) -> None:
     channel, ts, user = event["channel"], event["ts"], event.get("user", "")
     thread_ts = event.get("thread_ts")
-    text = _MENTION.sub("", event.get("text", "")).strip()
+    text = _without_bot(event.get("text", ""), bot_user_id)
     reply_ts = thread_ts or ts
     word = parse_command(text) if text else "help"
     if word is not None:
