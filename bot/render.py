@@ -288,6 +288,11 @@ def not_pending(reason: str) -> Message:
     return Message(f"This plan is no longer pending ({reason}).")
 
 
+def retired_button() -> Message:
+    """A click on a button this version of the bot no longer has."""
+    return Message("This button is no longer in use; mention me to start again.")
+
+
 def failure(reason: str) -> Message:
     """An error the bot could not get past, said in the thread."""
     return Message(f"Something went wrong: {cut(reason, 1000)}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from .. import render
 from ..conversation import Conversation, Reply
 from ..render import APPROVE, REJECT, RUN_STEP, SKIP_STEP
 from ..slack_io import SlackThreads
@@ -36,6 +38,13 @@ def register(app: AsyncApp, conv: Conversation, threads: SlackThreads) -> None:
     async def on_skip(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         await _confirm(conv, threads, body, action, run=False)
+
+    # Registered last, so it only sees buttons of an older version: acked (or Slack shows an
+    # error and, over Socket Mode, redelivers) and answered, never silence.
+    @app.block_action(re.compile(".*"))
+    async def on_retired(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await _answer(threads, body, Reply(render.retired_button(), is_ephemeral=True))
 
 
 async def _confirm(
