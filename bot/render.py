@@ -288,6 +288,11 @@ def not_pending(reason: str) -> Message:
     return Message(f"This plan is no longer pending ({reason}).")
 
 
+def other_workspace() -> Message:
+    """An ephemeral refusal to someone of a workspace the bot does not serve."""
+    return Message("Sorry, I only take requests from people in this workspace.")
+
+
 def retired_button() -> Message:
     """A click on a button this version of the bot no longer has."""
     return Message("This button is no longer in use; mention me to start again.")

@@ -65,6 +65,7 @@ class BotService:
             Conversation(self.orchestrator, self.threads),
             self.threads,
             signing_secret=signing_secret.get_secret_value() if signing_secret else None,
+            allowed_teams=self.settings.orch_allowed_teams,
         )
         if self.settings.slack_app_token is not None:
             self._socket = AsyncSocketModeHandler(

@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
+from .. import render
 from ..conversation import (
     Conversation,
     Reply,
@@ -17,22 +18,38 @@ from ..conversation import (
 )
 from ..slack_io import SlackThreads
 from .replies import send
+from .workspaces import Workspaces
 
 
-def register(app: AsyncApp, conv: Conversation, threads: SlackThreads) -> None:
+def register(
+    app: AsyncApp, conv: Conversation, threads: SlackThreads, workspaces: Workspaces
+) -> None:
     """Add the message listeners, then a catch-all that acks every other event."""
 
     @app.event("app_mention")
     async def on_mention(
         event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        event_id = str(body.get("event_id", ""))
-        bot_user_id = context.bot_user_id or ""
-        await _mention(conv, threads, event, event_id=event_id, bot_user_id=bot_user_id)
+        await _mention(
+            conv,
+            threads,
+            event,
+            event_id=str(body.get("event_id", "")),
+            bot_user_id=context.bot_user_id or "",
+            is_admitted=workspaces.admits(body, context),
+        )
 
     @app.event("message")
-    async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
-        await _thread_message(conv, threads, event, bot_user_id=context.bot_user_id or "")
+    async def on_message(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await _thread_message(
+            conv,
+            threads,
+            event,
+            bot_user_id=context.bot_user_id or "",
+            is_admitted=workspaces.admits(body, context),
+        )
 
     # Slack redelivers what nobody acks; every other event (edits, deletions, joins) is acked here.
     @app.event(re.compile(".*"))
@@ -52,11 +69,15 @@ async def _mention(
     *,
     event_id: str,
     bot_user_id: str,
+    is_admitted: bool,
 ) -> None:
     channel, ts, user = event["channel"], event["ts"], event.get("user", "")
     thread_ts = event.get("thread_ts")
     text = _without_bot(event.get("text", ""), bot_user_id)
     reply_ts = thread_ts or ts
+    if not is_admitted:
+        await _turn_away(conv, threads, Where(channel, reply_ts), ts=ts, user=user)
+        return
     word = parse_command(text) if text else "help"
     if word is not None:
         if await conv.claim(channel, ts):
@@ -73,7 +94,12 @@ async def _mention(
 
 
 async def _thread_message(
-    conv: Conversation, threads: SlackThreads, event: dict[str, Any], *, bot_user_id: str
+    conv: Conversation,
+    threads: SlackThreads,
+    event: dict[str, Any],
+    *,
+    bot_user_id: str,
+    is_admitted: bool,
 ) -> None:
     # Edits, deletions, joins and other bots' messages carry a subtype or a bot_id: never acted on.
     if event.get("subtype") or event.get("bot_id") or "thread_ts" not in event:
@@ -85,6 +111,20 @@ async def _thread_message(
     channel, thread_ts, user = event["channel"], event["thread_ts"], event.get("user", "")
     if word is None or not await conv.has_tasks(thread_scope(channel, thread_ts)):
         return  # ordinary chatter, or a thread the bot has no task in
+    if not is_admitted:
+        await _turn_away(conv, threads, Where(channel, thread_ts), ts=event["ts"], user=user)
+        return
     if await conv.claim(channel, event["ts"]):
         reply: Reply | None = await conv.command(word, user=user, where=Where(channel, thread_ts))
         await send(threads, reply, channel=channel, thread_ts=thread_ts, user=user)
+
+
+async def _turn_away(
+    conv: Conversation, threads: SlackThreads, where: Where, *, ts: str, user: str
+) -> None:
+    """Say why, only to the person from another workspace, once however often Slack retries."""
+    if await conv.claim(where.channel, ts):
+        reply = Reply(render.other_workspace(), is_ephemeral=True)
+        await send(
+            threads, reply, channel=where.channel, thread_ts=where.thread_ts or ts, user=user
+        )
