@@ -97,10 +97,10 @@ def _step_parts(steps: Sequence[Step], *, is_code: bool) -> list[tuple[str, str]
     return parts
 
 
-def _plan_lines(task: Task, *, is_blocks: bool) -> list[str]:
+def _plan_lines(task: Task, *, is_blocks: bool, limit: int = MAX_TEXT) -> list[str]:
     """The plan's lines: the blocks greet the requester and set actions as code; the text not."""
     title = f"Plan for <@{task.requester}>: " if is_blocks else "Plan: "
-    return fit([(title, task.request), *_step_parts(task.plan, is_code=is_blocks)], MAX_TEXT)
+    return fit([(title, task.request), *_step_parts(task.plan, is_code=is_blocks)], limit)
 
 
 def planning(task: Task) -> Message:
@@ -125,8 +125,9 @@ def plan(task: Task) -> Message:
 def decided_plan(task: Task, *, verb: str, actor: str, at: float) -> Message:
     """The plan with its buttons replaced by who decided and when."""
     note = f"{verb.capitalize()} by <@{actor}> at {_when(at)}"
-    lines = _plan_lines(task, is_blocks=False)
-    text = "\n".join([*lines, f"{verb.capitalize()} by {escape(actor)}"])
+    decided = f"{verb.capitalize()} by {escape(actor)}"
+    lines = _plan_lines(task, is_blocks=False, limit=MAX_TEXT - len(decided) - 1)
+    text = "\n".join([*lines, decided])
     context = ContextBlock(elements=[_mrkdwn(note)])
     return Message(text, _blocks(*_sections(_plan_lines(task, is_blocks=True)), context))
 

@@ -57,6 +57,7 @@ def test_every_message_fits_slack_and_keeps_every_step(
     for message in messages:
         assert_valid_message({"text": message.text, "blocks": message.blocks})
         assert_nothing_live({"text": message.text, "blocks": message.blocks})
+        assert len(message.text) <= render.MAX_TEXT  # measured escaped, as Slack counts it
     plan_text = render.plan(task).text
     for step in task.steps:
         assert f"[{step.id}]" in plan_text
