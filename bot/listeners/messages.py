@@ -76,7 +76,7 @@ async def _mention(
     text = _without_bot(event.get("text", ""), bot_user_id)
     reply_ts = thread_ts or ts
     if not is_admitted:
-        await _turn_away(conv, threads, Where(channel, reply_ts), ts=ts, user=user)
+        await _turn_away(conv, threads, channel, ts, thread_ts=reply_ts, user=user)
         return
     word = parse_command(text) if text else "help"
     if word is not None:
@@ -112,7 +112,7 @@ async def _thread_message(
     if word is None or not await conv.has_tasks(thread_scope(channel, thread_ts)):
         return  # ordinary chatter, or a thread the bot has no task in
     if not is_admitted:
-        await _turn_away(conv, threads, Where(channel, thread_ts), ts=event["ts"], user=user)
+        await _turn_away(conv, threads, channel, event["ts"], thread_ts=thread_ts, user=user)
         return
     if await conv.claim(channel, event["ts"]):
         reply: Reply | None = await conv.command(word, user=user, where=Where(channel, thread_ts))
@@ -120,11 +120,9 @@ async def _thread_message(
 
 
 async def _turn_away(
-    conv: Conversation, threads: SlackThreads, where: Where, *, ts: str, user: str
+    conv: Conversation, threads: SlackThreads, channel: str, ts: str, *, thread_ts: str, user: str
 ) -> None:
     """Say why, only to the person from another workspace, once however often Slack retries."""
-    if await conv.claim(where.channel, ts):
+    if await conv.claim(channel, ts):
         reply = Reply(render.other_workspace(), is_ephemeral=True)
-        await send(
-            threads, reply, channel=where.channel, thread_ts=where.thread_ts or ts, user=user
-        )
+        await send(threads, reply, channel=channel, thread_ts=thread_ts, user=user)
