@@ -12,21 +12,31 @@ from orchestrator import OrchestratorError
 from . import render
 from .conversation import Conversation
 from .listeners import actions, messages
+from .listeners.workspaces import Workspaces
 from .slack_io import SlackThreads
 
 log = logging.getLogger(__name__)
 
 
-def build_app(conv: Conversation, threads: SlackThreads, *, signing_secret: str | None) -> AsyncApp:
-    """The AsyncApp over `threads.client`; `signing_secret` None means Socket Mode."""
+def build_app(
+    conv: Conversation,
+    threads: SlackThreads,
+    *,
+    signing_secret: str | None,
+    allowed_teams: frozenset[str] = frozenset(),
+) -> AsyncApp:
+    """The AsyncApp over `threads.client`; `signing_secret` None means Socket Mode.
+
+    `allowed_teams`: workspaces whose people may ask and decide, besides the installed one."""
     app = AsyncApp(
         client=threads.client,
         signing_secret=signing_secret or "unused-in-socket-mode",
         request_verification_enabled=signing_secret is not None,
         raise_error_for_unhandled_request=False,
     )
-    messages.register(app, conv, threads)
-    actions.register(app, conv, threads)
+    workspaces = Workspaces(allowed_teams)
+    messages.register(app, conv, threads, workspaces)
+    actions.register(app, conv, threads, workspaces)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

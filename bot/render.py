@@ -1,4 +1,8 @@
-"""Pure: tasks and events -> Slack messages (text + Block Kit). Every sentence users see is here."""
+"""Pure: tasks and events -> Slack messages (text + Block Kit). Every sentence users see is here.
+
+Both `text` and blocks are mrkdwn: people's and the model's words are escaped in both, so they
+never ping or link; only the bot's own mentions of people and date tokens are live.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,11 @@ from slack_sdk.models.blocks import (
 
 from orchestrator import Phase, Step, StepState, Task, Transition, final_output
 
+from .mrkdwn import cut, escape, escape_except_user_mentions, fit, shorten
+
 MAX_BLOCKS = 50  # Slack: at most 50 blocks per message
 MAX_TEXT = 3900  # Slack: keep a message's text under 4,000 characters
 SECTION_CHARS = 3000  # Slack: a section's text is at most 3,000 characters
-MIN_CUT = 24  # a description is never cut shorter than this
 
 APPROVE, REJECT = "approve_plan", "reject_plan"
 RUN_STEP, SKIP_STEP = "run_step", "skip_step"
@@ -38,30 +43,10 @@ _STATE_MARKS = {
 
 @dataclass(frozen=True)
 class Message:
-    """What to post: the plain text (notification fallback) and optional blocks."""
+    """What to post: the text (notification fallback, mrkdwn as the blocks are) and blocks."""
 
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
-
-
-def escape(text: str) -> str:
-    """Slack mrkdwn control characters escaped, so user text never becomes a mention or link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def cut(text: str, limit: int) -> str:
-    """`text` shortened to `limit` characters with an ellipsis."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: max(1, limit - 1)].rstrip() + "…"
-
-
-def fit(parts: Sequence[tuple[str, str]], limit: int) -> list[str]:
-    """Lines `head + body`, cutting the longest bodies until all fit in `limit`; none dropped."""
-    fixed = sum(len(h) for h, _ in parts) + max(0, len(parts) - 1)
-    cap = max((len(b) for _, b in parts), default=0)
-    while cap > MIN_CUT and fixed + sum(min(len(b), cap) for _, b in parts) > limit:
-        cap = max(MIN_CUT, cap * 9 // 10)
-    return [h + cut(b, cap) for h, b in parts]
 
 
 def _blocks(*blocks: Block) -> list[dict[str, Any]]:
@@ -72,18 +57,23 @@ def _blocks(*blocks: Block) -> list[dict[str, Any]]:
     return out
 
 
+def _mrkdwn(text: str) -> MarkdownTextObject:
+    # Slack: verbatim, so it turns no URL, #channel or @word into a link or mention by itself.
+    return MarkdownTextObject(text=text, verbatim=True)
+
+
 def _sections(lines: Sequence[str]) -> list[SectionBlock]:
-    """Lines packed into as few sections as Slack's section limit allows."""
+    """Lines (mrkdwn) packed into as few sections as Slack's section limit allows."""
     sections: list[SectionBlock] = []
     chunk = ""
     for raw in lines:
-        line = cut(raw, SECTION_CHARS)
+        line = shorten(raw, SECTION_CHARS)
         if chunk and len(chunk) + 1 + len(line) > SECTION_CHARS:
-            sections.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+            sections.append(SectionBlock(text=_mrkdwn(chunk)))
             chunk = ""
         chunk = f"{chunk}\n{line}" if chunk else line
     if chunk:
-        sections.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+        sections.append(SectionBlock(text=_mrkdwn(chunk)))
     return sections
 
 
@@ -91,26 +81,32 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return ButtonElement(text=text, action_id=action_id, value=value, style=style)
 
 
-def _step_parts(steps: Sequence[Step], *, is_mrkdwn: bool) -> list[tuple[str, str]]:
+def _id(step_id: str) -> str:
+    """A step id as shown: the model chose it, so it is escaped like any of its words."""
+    return cut(step_id, 40)
+
+
+def _step_parts(steps: Sequence[Step], *, is_code: bool) -> list[tuple[str, str]]:
     parts = []
     for n, s in enumerate(steps, start=1):
-        waits = ", ".join(s.depends_on) or "nothing"
-        code = "`" if is_mrkdwn else ""
-        head = f"{n}. [{s.id}] {code}{s.action.value}{code} · {s.tier.value} · waits for {waits}: "
-        parts.append((head, escape(s.description) if is_mrkdwn else s.description))
+        waits = ", ".join(_id(d) for d in s.depends_on) or "nothing"
+        code = "`" if is_code else ""
+        action = f"{code}{s.action.value}{code}"
+        head = f"{n}. [{_id(s.id)}] {action} · {s.tier.value} · waits for {waits}: "
+        parts.append((head, s.description))
     return parts
 
 
-def _plan_lines(task: Task, *, is_mrkdwn: bool) -> list[str]:
-    request = escape(task.request) if is_mrkdwn else task.request
-    title = f"Plan for <@{task.requester}>: " if is_mrkdwn else "Plan: "
-    return fit([(title, request), *_step_parts(task.plan, is_mrkdwn=is_mrkdwn)], MAX_TEXT)
+def _plan_lines(task: Task, *, is_blocks: bool, limit: int = MAX_TEXT) -> list[str]:
+    """The plan's lines: the blocks greet the requester and set actions as code; the text not."""
+    title = f"Plan for <@{task.requester}>: " if is_blocks else "Plan: "
+    return fit([(title, task.request), *_step_parts(task.plan, is_code=is_blocks)], limit)
 
 
 def planning(task: Task) -> Message:
     """The first reply under a mention, replaced by the plan when it is ready."""
     text = f"Planning… ({cut(task.request, 200)})"
-    return Message(text, _blocks(SectionBlock(text=MarkdownTextObject(text=escape(text)))))
+    return Message(text, _blocks(SectionBlock(text=_mrkdwn(text))))
 
 
 def plan(task: Task) -> Message:
@@ -122,22 +118,24 @@ def plan(task: Task) -> Message:
             _button("Reject", REJECT, task.id, "danger"),
         ],
     )
-    text = "\n".join(_plan_lines(task, is_mrkdwn=False))
-    return Message(text, _blocks(*_sections(_plan_lines(task, is_mrkdwn=True)), buttons))
+    text = "\n".join(_plan_lines(task, is_blocks=False))
+    return Message(text, _blocks(*_sections(_plan_lines(task, is_blocks=True)), buttons))
 
 
 def decided_plan(task: Task, *, verb: str, actor: str, at: float) -> Message:
     """The plan with its buttons replaced by who decided and when."""
     note = f"{verb.capitalize()} by <@{actor}> at {_when(at)}"
-    text = "\n".join([*_plan_lines(task, is_mrkdwn=False), f"{verb.capitalize()} by {actor}"])
-    context = ContextBlock(elements=[MarkdownTextObject(text=note)])
-    return Message(text, _blocks(*_sections(_plan_lines(task, is_mrkdwn=True)), context))
+    decided = f"{verb.capitalize()} by {escape(actor)}"
+    lines = _plan_lines(task, is_blocks=False, limit=MAX_TEXT - len(decided) - 1)
+    text = "\n".join([*lines, decided])
+    context = ContextBlock(elements=[_mrkdwn(note)])
+    return Message(text, _blocks(*_sections(_plan_lines(task, is_blocks=True)), context))
 
 
 def planning_failed(task: Task) -> Message:
     """The "Planning…" reply once planning gave up: why, with no buttons."""
     text = f"Could not plan this request ({cut(task.request, 200)}): {cut(task.reason or '', 1000)}"
-    return Message(text, _blocks(SectionBlock(text=MarkdownTextObject(text=escape(text)))))
+    return Message(text, _blocks(SectionBlock(text=_mrkdwn(text))))
 
 
 def executing(task: Task) -> Message:
@@ -158,17 +156,18 @@ def progress(task: Task) -> Message:
     """One line per step with its state; kept current in place."""
     done = sum(s.state.is_terminal for s in task.plan)
     parts = [
-        (f"{_STATE_MARKS[s.state]} [{s.id}] {s.state.value}: ", s.description) for s in task.plan
+        (f"{_STATE_MARKS[s.state]} [{_id(s.id)}] {s.state.value}: ", s.description)
+        for s in task.plan
     ]
     lines = [f"Progress: {done}/{len(task.plan)} steps finished", *fit(parts, MAX_TEXT - 60)]
-    return Message("\n".join(lines), _blocks(*_sections([escape(line) for line in lines])))
+    return Message("\n".join(lines), _blocks(*_sections(lines)))
 
 
 def confirmation(task: Task, step: Step, reason: str | None) -> Message:
     """A risky step asks before it runs: Run step / Skip."""
     value = f"{task.id}|{step.id}"
     ask = (
-        f"Step {step.id} ({step.action.value}, {step.tier.value}) wants to run: "
+        f"Step {_id(step.id)} ({step.action.value}, {step.tier.value}) wants to run: "
         f"{cut(step.input, 1500)}"
     )
     if reason:
@@ -180,7 +179,7 @@ def confirmation(task: Task, step: Step, reason: str | None) -> Message:
             _button("Skip", SKIP_STEP, value),
         ],
     )
-    return Message(ask, _blocks(*_sections([escape(ask)]), buttons))
+    return Message(ask, _blocks(*_sections([ask]), buttons))
 
 
 def confirmation_closed(step: Step, outcome: str) -> Message:
@@ -188,41 +187,42 @@ def confirmation_closed(step: Step, outcome: str) -> Message:
 
     `outcome` is mrkdwn (it may mention who answered), so it is not escaped.
     """
-    head = f"Step {step.id} ({step.action.value}, {step.tier.value}): "
-    return Message(head + outcome, _blocks(*_sections([escape(head) + outcome])))
+    head = f"Step {_id(step.id)} ({step.action.value}, {step.tier.value}): "
+    return Message(head + outcome, _blocks(*_sections([head + outcome])))
 
 
 def confirmation_outcome(answer: Transition | None, step: Step) -> str:
     """What became of a confirmation prompt: the person's answer, or what ended the wait."""
     if answer is None:
-        why = f": {escape(step.reason)}" if step.reason else ""
+        why = f": {cut(step.reason, 300)}" if step.reason else ""
         return f"{step.state.value}{why}"
     if answer.new == "run":
         return f"run by <@{answer.actor}>"
     if answer.new == "skip":
         return f"skipped by <@{answer.actor}>"
-    return f"skipped: {escape(answer.reason or answer.new)}"
+    return f"skipped: {cut(answer.reason or answer.new, 300)}"
 
 
 def replanned(task: Task, plan_version: int, reason: str | None) -> Message:
     """After a failure the remaining work was planned again (as `plan_version`)."""
     head = f"Replanned ({cut(reason or 'a step failed', 300)}). The new plan:"
     steps = [s for s in task.steps if s.plan_version == plan_version]
-    lines = [head, *fit(_step_parts(steps, is_mrkdwn=False), MAX_TEXT - len(head))]
-    return Message("\n".join(lines), _blocks(*_sections([escape(line) for line in lines])))
+    lines = [head, *fit(_step_parts(steps, is_code=False), MAX_TEXT - len(head))]
+    return Message("\n".join(lines), _blocks(*_sections(lines)))
 
 
 def summary(task: Task) -> Message:
     """The closing message: the outcome, each step's result, and the result."""
     head = _outcome(task)
     parts = [
-        (f"{n}. [{s.id}] {s.state.value}: ", _step_result(s)) for n, s in enumerate(task.steps, 1)
+        (f"{n}. [{_id(s.id)}] {s.state.value}: ", _step_result(s))
+        for n, s in enumerate(task.steps, 1)
     ]
     result = final_output(task)
     if result:
         parts.append(("Result: ", result))
     lines = [head, *fit(parts, MAX_TEXT - len(head) - 1)]
-    return Message("\n".join(lines), _blocks(*_sections([escape(line) for line in lines])))
+    return Message("\n".join(lines), _blocks(*_sections(lines)))
 
 
 def pending_list(tasks: Sequence[Task]) -> Message:
@@ -231,13 +231,21 @@ def pending_list(tasks: Sequence[Task]) -> Message:
     shown = tasks[: MAX_BLOCKS - 1]
     rows = [
         SectionBlock(
-            text=MarkdownTextObject(text=escape(cut(f"<@{t.requester}>: {t.request}", 500))),
+            text=_mrkdwn(f"<@{t.requester}>: {cut(t.request, 480)}"),
             accessory=_button("Approve", APPROVE, t.id, "primary"),
         )
         for t in shown
     ]
     text = "\n".join([head, *fit([("• ", t.request) for t in tasks], MAX_TEXT - len(head))])
-    return Message(text, _blocks(SectionBlock(text=MarkdownTextObject(text=head)), *rows))
+    return Message(text, _blocks(SectionBlock(text=_mrkdwn(head)), *rows))
+
+
+def notification(text: str, *, has_live_user_mentions: bool) -> Message:
+    """A notify step's message made harmless: nothing the model wrote pings or links, except
+    plain user mentions (<@U123>) when `has_live_user_mentions`."""
+    safe = escape_except_user_mentions(text) if has_live_user_mentions else escape(text)
+    body = shorten(safe.strip(), MAX_TEXT)
+    return Message(body, _blocks(*_sections(body.splitlines())))
 
 
 def status(task: Task | None) -> Message:
@@ -281,17 +289,27 @@ def several(verb: str) -> Message:
 
 def step_not_waiting(reason: str) -> Message:
     """A click on a Run step / Skip button that is no longer waiting."""
-    return Message(f"This step is no longer waiting ({reason}).")
+    return Message(f"This step is no longer waiting ({cut(reason, 300)}).")
 
 
 def refused(reason: str) -> Message:
-    """An ephemeral refusal to someone who may not act."""
+    """An ephemeral refusal to someone who may not act; `reason` is the bot's own mrkdwn."""
     return Message(f"Sorry, you can't do that: {reason}.")
 
 
 def not_pending(reason: str) -> Message:
-    """A click on a plan or step that has moved on."""
+    """A click on a plan or step that has moved on; `reason` is the bot's own mrkdwn."""
     return Message(f"This plan is no longer pending ({reason}).")
+
+
+def other_workspace() -> Message:
+    """An ephemeral refusal to someone of a workspace the bot does not serve."""
+    return Message("Sorry, I only take requests from people in this workspace.")
+
+
+def retired_button() -> Message:
+    """A click on a button this version of the bot no longer has."""
+    return Message("This button is no longer in use; mention me to start again.")
 
 
 def failure(reason: str) -> Message:
@@ -302,7 +320,7 @@ def failure(reason: str) -> Message:
 def _outcome(task: Task) -> str:
     """The phase the task ended in, named first, as every phase message is."""
     if task.phase is Phase.CANCELLED and task.reason:
-        return f"cancelled ({task.reason}). Summary:"
+        return f"cancelled ({cut(task.reason, 1000)}). Summary:"
     return f"{phase(task).text}. Summary:"
 
 

@@ -13,6 +13,7 @@ from orchestrator import OpenAILLM, Orchestrator, open_store
 
 from .app import build_app
 from .conversation import Conversation
+from .http_mode import build_web_app
 from .relay import UPDATE_INTERVAL_S, Relay
 from .settings import Settings
 from .slack_io import SlackNotifier, SlackThreads, build_client
@@ -46,7 +47,9 @@ class BotService:
             store=open_store(settings.database_url),
             llm=OpenAILLM(self._llm_client, model=settings.orch_model),
             config=settings.orchestrator_config(),
-            notifier=SlackNotifier(self.threads),
+            notifier=SlackNotifier(
+                self.threads, has_live_user_mentions=settings.orch_notify_user_mentions
+            ),
             has_outbox=True,
         )
         outbox_client = build_client(token, settings.slack_api_url, retries=False)
@@ -65,14 +68,12 @@ class BotService:
         await self.orchestrator.start()
         await self._relay.recover()
         secret = self.settings.slack_signing_secret
+        signing_secret = None if self.settings.is_socket_mode or secret is None else secret
         app = build_app(
             Conversation(self.orchestrator),
             self.threads,
-            signing_secret=None
-            if self.settings.is_socket_mode
-            else secret.get_secret_value()
-            if secret
-            else None,
+            signing_secret=signing_secret.get_secret_value() if signing_secret else None,
+            allowed_teams=self.settings.orch_allowed_teams,
         )
         if self.settings.slack_app_token is not None:
             self._socket = AsyncSocketModeHandler(
@@ -81,8 +82,11 @@ class BotService:
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
             log.info("connected to Slack in Socket Mode")
             return
-        web_app = app.web_app(path="/slack/events", port=self.settings.port)
-        web_app.router.add_get("/healthz", _healthz)
+        web_app = build_web_app(
+            app,
+            signing_secret=signing_secret.get_secret_value() if signing_secret else None,
+            port=self.settings.port,
+        )
         self._runner = web.AppRunner(web_app)
         await self._runner.setup()
         # All interfaces: Slack (or the proxy in front) must reach it.
@@ -103,7 +107,3 @@ class BotService:
         await self._relay.close()
         await self.orchestrator.close()
         await self._llm_client.close()
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})

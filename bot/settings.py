@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     orch_model: str = "gpt-4o-mini"
     database_url: str = "sqlite:///orchestrator.db"
     orch_approvers: CommaSet = frozenset()
+    orch_allowed_teams: CommaSet = frozenset()
     orch_shell_allow: CommaSet = frozenset()
     orch_max_steps: int = Field(12, ge=1, le=40)
     orch_max_parallel: int = Field(4, ge=1, le=64)
@@ -39,8 +40,9 @@ class Settings(BaseSettings):
     orch_confirm_timeout_s: float = Field(900.0, gt=0)
     orch_token_budget: int = Field(200_000, ge=1)
     orch_task_timeout_s: float = Field(3600.0, gt=0)
+    orch_notify_user_mentions: bool = False
 
-    @field_validator("orch_approvers", "orch_shell_allow", mode="before")
+    @field_validator("orch_approvers", "orch_allowed_teams", "orch_shell_allow", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -24,6 +24,8 @@ from orchestrator import (
 
 from . import render
 from .conversation import Conversation, Where, parse_command, thread_scope
+from .mrkdwn import unescape
+from .render import Message
 from .service import build_llm_client
 from .settings import Settings
 
@@ -40,6 +42,10 @@ class TerminalSurface:
 
     def say(self, text: str) -> None:
         print(text, file=self._out, flush=True)
+
+    def show(self, message: Message) -> None:
+        """A rendered message, as a person reads it (Slack's escapes undone)."""
+        self.say(_plain(message))
 
     async def notify(self, task: Task, message: str) -> None:
         self.say(f"notify: {message}")
@@ -59,7 +65,7 @@ async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO =
     printer = asyncio.create_task(_print_events(orch, surface))
     await asyncio.sleep(0)  # let the printer subscribe before any task starts
     await orch.start()
-    surface.say(render.shell_help().text)
+    surface.show(render.shell_help())
     try:
         while line := await asyncio.to_thread(stdin.readline):
             await _handle_line(line.strip(), conv, surface)
@@ -76,12 +82,12 @@ async def _handle_line(line: str, conv: Conversation, surface: TerminalSurface) 
         return
     word = parse_command(line)
     if word == "help":
-        surface.say(render.shell_help().text)
+        surface.show(render.shell_help())
         return
     if word is not None:
         reply = await conv.command(word, user=USER, where=WHERE)
         if reply is not None:
-            surface.say(reply.message.text)
+            surface.show(reply.message)
         return
     verb, _, step_id = line.partition(" ")
     if verb in ("run", "skip") and step_id:
@@ -91,7 +97,7 @@ async def _handle_line(line: str, conv: Conversation, surface: TerminalSurface) 
             return
         reply = await conv.confirm(task_id, step_id.strip(), user=USER, run=verb == "run")
         if reply is not None:
-            surface.say(reply.message.text)
+            surface.show(reply.message)
         return
     await conv.request(line, user=USER, scope=SCOPE, message_keys=(), meta={})
 
@@ -111,26 +117,31 @@ async def _print_events(orch: Orchestrator, surface: TerminalSurface) -> None:
                 surface.say(text)
 
 
+def _plain(message: Message) -> str:
+    """Render's text is Slack mrkdwn; a terminal shows the words as they were written."""
+    return unescape(message.text)
+
+
 async def _describe(orch: Orchestrator, event: Event) -> str | None:
     task = await orch.get_task(event.task_id)
     if isinstance(event, TaskSubmitted):
-        return render.planning(task).text
+        return _plain(render.planning(task))
     if isinstance(event, PhaseChanged) and event.new is Phase.AWAITING_APPROVAL:
-        return render.plan(task).text + "\nType approve or reject."
+        return _plain(render.plan(task)) + "\nType approve or reject."
     if isinstance(event, PhaseChanged) and event.old is Phase.AWAITING_APPROVAL:
         decided = f"{(event.reason or event.new.value).capitalize()} by {event.actor}."
-        return decided if event.new.is_terminal else f"{decided}\n{render.executing(task).text}"
+        return decided if event.new.is_terminal else f"{decided}\n{_plain(render.executing(task))}"
     if isinstance(event, PhaseChanged) and not event.new.is_terminal:
-        return render.phase(task).text
+        return _plain(render.phase(task))
     if isinstance(event, StepChanged):
         return f"[{event.step_id}] {event.new.value}" + (
             f": {event.reason}" if event.reason else ""
         )
     if isinstance(event, ConfirmationRequested):
-        ask = render.confirmation(task, task.step(event.step_id), event.reason).text
+        ask = _plain(render.confirmation(task, task.step(event.step_id), event.reason))
         return f"{ask}\nType run {event.step_id} or skip {event.step_id}."
     if isinstance(event, PlanReplaced):
-        return render.replanned(task, event.plan_version, event.reason).text
+        return _plain(render.replanned(task, event.plan_version, event.reason))
     if isinstance(event, TaskFinished):
-        return render.summary(task).text
+        return _plain(render.summary(task))
     return None

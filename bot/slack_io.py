@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from orchestrator import StepError, Task
 
+from . import render
 from .render import Message
 
 log = logging.getLogger(__name__)
@@ -192,8 +193,10 @@ class SlackNotifier:
     The orchestrator rates a message to another channel `external`, so a person confirms it first.
     """
 
-    def __init__(self, threads: SlackThreads) -> None:
+    def __init__(self, threads: SlackThreads, *, has_live_user_mentions: bool = False) -> None:
+        """`has_live_user_mentions`: plain user mentions may ping (ORCH_NOTIFY_USER_MENTIONS)."""
         self._threads = threads
+        self._has_live_user_mentions = has_live_user_mentions
 
     async def notify(self, task: Task, message: str) -> None:
         target = _TO_CHANNEL.match(message)
@@ -201,7 +204,9 @@ class SlackNotifier:
             channel, thread_ts, text = target[1], None, target[2] or message
         else:
             channel, thread_ts, text = task.meta["channel"], task.meta["thread_ts"], message
+        # The model wrote it: only the routing link above is obeyed; the words are sanitised.
+        shown = render.notification(text, has_live_user_mentions=self._has_live_user_mentions)
         try:
-            await self._threads.post(channel, thread_ts, Message(text))
+            await self._threads.post(channel, thread_ts, shown)
         except SlackWriteError as err:
             raise StepError(f"Slack refused the message: {err.error}") from None

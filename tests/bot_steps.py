@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from tests.fakes.slack_server import (
+    TEAM_ID,
     FakeSlack,
     action_body,
     event_body,
@@ -89,26 +90,38 @@ def buttons(msg: dict[str, Any] | None) -> dict[str, str]:
 
 
 class Person:
-    """A Slack user in channel C1 talking to the bot."""
+    """A Slack user in channel C1 talking to the bot; `team` other than T1: from another
+    workspace, through a channel shared with it (Slack Connect)."""
 
     def __init__(
-        self, slack: FakeSlack, delivery: Delivery, user: str = "U1", channel: str = "C1"
+        self,
+        slack: FakeSlack,
+        delivery: Delivery,
+        user: str = "U1",
+        channel: str = "C1",
+        *,
+        team: str = TEAM_ID,
     ) -> None:
         self.slack = slack
         self.delivery = delivery
         self.user = user
         self.channel = channel
+        self.team = team
 
     async def mention(self, text: str, *, thread_ts: str | None = None) -> str:
         """`@bot text`; returns the message's ts (the thread the bot answers in)."""
         ts = new_ts()
-        event = mention(text, user=self.user, channel=self.channel, ts=ts, thread_ts=thread_ts)
+        event = mention(
+            text, user=self.user, channel=self.channel, ts=ts, thread_ts=thread_ts, team=self.team
+        )
         assert await self.delivery.event(event)
         return ts
 
     async def say(self, text: str, *, thread_ts: str | None) -> str:
         ts = new_ts()
-        event = message(text, user=self.user, channel=self.channel, ts=ts, thread_ts=thread_ts)
+        event = message(
+            text, user=self.user, channel=self.channel, ts=ts, thread_ts=thread_ts, team=self.team
+        )
         assert await self.delivery.event(event)
         return ts
 
@@ -118,7 +131,12 @@ class Person:
 
     async def click(self, action_id: str, value: str, *, message_ts: str) -> None:
         payload = self.slack.block_action(
-            action_id, value, message_ts=message_ts, user=self.user, channel=self.channel
+            action_id,
+            value,
+            message_ts=message_ts,
+            user=self.user,
+            channel=self.channel,
+            team=self.team,
         )
         assert await self.delivery.action(payload)
 

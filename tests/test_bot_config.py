@@ -61,9 +61,17 @@ def test_the_api_url_gets_its_trailing_slash() -> None:
 def test_comma_lists_become_sets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_APPROVERS", "U1, U2,,")
     monkeypatch.setenv("ORCH_SHELL_ALLOW", "ls")
+    monkeypatch.setenv("ORCH_ALLOWED_TEAMS", "T2,T3 ")
     settings = load_settings(_env_file=None)
     assert settings.orch_approvers == {"U1", "U2"}
     assert settings.orchestrator_config().shell_allow == {"ls"}
+    assert settings.orch_allowed_teams == {"T2", "T3"}
+
+
+def test_only_the_installed_workspace_is_served_and_notify_pings_nobody_by_default() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.orch_allowed_teams == frozenset()
+    assert settings.orch_notify_user_mentions is False
 
 
 def test_a_malformed_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -369,3 +369,27 @@ async def test_a_failed_step_is_replanned_and_the_thread_shows_the_new_plan(
     summary = await said(fake_slack, ts, "completed")
     assert "[a] failed: do a — the model server answered 400: the model refused" in summary["text"]
     assert "[b] skipped: do b — needs a, which failed (replaced by a new plan)" in summary["text"]
+
+
+async def test_a_request_keeps_the_people_it_names_and_the_plan_names_them_without_a_ping(
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = Router([Reply.plan(step("a"))])
+    bot = await open_bot()
+    ts = await Person(fake_slack, bot).mention("ask <@U2> to review <@UBOT|orchestrator> docs")
+    plan = await plan_in(fake_slack, ts)
+    planner_prompt = fake_openai.requests[0]["messages"][-1]["content"]
+    assert "ask <@U2> to review docs" in planner_prompt
+    assert "Plan: ask &lt;@U2&gt; to review docs" in plan["text"]
+    assert "<@U2>" not in str(plan)
+
+
+async def test_a_click_on_a_button_this_version_no_longer_has_is_acked_and_answered(
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    bot = await open_bot()
+    await Person(fake_slack, bot).click("retry_plan", "t-old", message_ts=new_ts())
+    note = await fake_slack.wait_for_call("chat.postEphemeral")
+    assert note["user"] == "U1"
+    assert "no longer in use" in note["text"]
+    assert fake_openai.requests == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -92,3 +94,47 @@ async def test_healthz_answers_ok(start_bot: StartBot) -> None:
     async with aiohttp.ClientSession() as session, session.get(f"{base}/healthz") as resp:
         assert resp.status == 200
         assert await resp.json() == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ('{"type": "event_callback", "event": ', JSON),
+        ("[1, 2, 3]", JSON),
+        (urlencode({"payload": '{"type": "block_actions", '}), FORM),
+    ],
+    ids=["broken_json", "not_an_object", "broken_payload"],
+)
+async def test_a_signed_malformed_request_gets_400_with_a_reason_and_one_log_line(
+    start_bot: StartBot,
+    fake_openai: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+    body: str | bytes,
+    content_type: str,
+) -> None:
+    _, base = await _http_bot(start_bot)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        status, text = await post_signed(f"{base}/slack/events", body, content_type, SECRET)
+    assert status == 400
+    assert text.startswith("malformed request: ")
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in problems] == ["bot.http_mode"]
+    assert all(r.exc_info is None for r in caplog.records)  # one line, no traceback
+    assert fake_openai.requests == []
+
+
+async def test_a_malformed_request_that_is_forged_or_replayed_is_still_refused_with_401(
+    start_bot: StartBot,
+) -> None:
+    _, base = await _http_bot(start_bot)
+    url, broken = f"{base}/slack/events", '{"event": '
+    assert (await post_signed(url, broken, JSON, "not-the-secret"))[0] == 401
+    assert (await post_signed(url, broken, JSON, SECRET, signature="v0=00"))[0] == 401
+    old = int(time.time()) - 6 * 60
+    assert (await post_signed(url, broken, JSON, SECRET, timestamp=old))[0] == 401
+    assert (await post_signed(url, broken, JSON, SECRET, timestamp="soon"))[0] == 401
+    well_formed = event_body(mention("do a", ts=new_ts()))
+    assert (await post_signed(url, well_formed, JSON, SECRET, timestamp="soon"))[0] == 401
+    # slack_sdk verifies UTF-8 only, and Slack sends nothing else: unverifiable, so refused.
+    assert (await post_signed(url, b"\xff\xfe{}", JSON, SECRET))[0] == 401

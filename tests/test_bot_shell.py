@@ -106,3 +106,25 @@ async def test_a_risky_step_asks_in_the_terminal_and_skip_skips_it(
     assert term.proc.stdin is not None
     term.proc.stdin.close()
     assert await asyncio.wait_for(term.proc.wait(), 10) == 0
+
+
+@pytest.mark.timeout(30)
+async def test_the_terminal_shows_angle_brackets_and_ampersands_as_typed(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.responder = Router(
+        [Reply.plan(step("a", description="read <b> & <i> tags"))],
+        {"a": Reply("use <strong> & <em>; &lt; stays as written")},
+    )
+    term = await _start(fake_openai, tmp_path)
+    await term.type("compare <b> & <i>")
+    out = await term.read_until("Type approve or reject.")
+    assert "Plan: compare <b> & <i>" in out
+    assert "waits for nothing: read <b> & <i> tags" in out
+    await term.type("approve")
+    out = await term.read_until("Result: ")
+    assert "[a] completed: use <strong> & <em>; &lt; stays as written" in out
+    assert "&amp;" not in out
+    assert term.proc.stdin is not None
+    term.proc.stdin.close()
+    assert await asyncio.wait_for(term.proc.wait(), 10) == 0

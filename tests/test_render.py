@@ -7,9 +7,11 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import render
+from bot import mrkdwn, render
 from orchestrator import Action, Phase, Step, StepState, Task, Tier
-from tests.slack_checks import assert_valid_message
+from tests.slack_checks import HOSTILE, assert_nothing_live, assert_valid_message
+
+HOSTILE_TEXT = "<!channel> <!here> <!everyone> see <https://evil.example|click here> & <@U2>"
 
 
 def _task(
@@ -59,6 +61,8 @@ def test_every_message_fits_slack_and_keeps_every_step(
     ]
     for message in messages:
         assert_valid_message({"text": message.text, "blocks": message.blocks})
+        assert_nothing_live({"text": message.text, "blocks": message.blocks})
+        assert len(message.text) <= render.MAX_TEXT  # measured escaped, as Slack counts it
     plan_text = render.plan(task).text
     for step in task.steps:
         assert f"[{step.id}]" in plan_text
@@ -82,6 +86,84 @@ def test_user_text_cannot_ping_or_link() -> None:
     blocks_text = str(render.plan(task).blocks)
     assert "<!channel>" not in blocks_text
     assert "&lt;!channel&gt;" in blocks_text
+
+
+def test_hostile_text_is_escaped_in_every_messages_plain_text_too() -> None:
+    task = _task([HOSTILE_TEXT], request=HOSTILE_TEXT)
+    done = task.__class__(**{**task.__dict__, "phase": Phase.FAILED, "reason": HOSTILE_TEXT})
+    step = task.steps[0]
+    hostile_step = step.__class__(**{**step.__dict__, "reason": HOSTILE_TEXT})
+    messages = [
+        render.planning(task),
+        render.plan(task),
+        render.decided_plan(task, verb="approved", actor="U1", at=1_700_000_000),
+        render.phase(done),
+        render.progress(task),
+        render.confirmation(task, step, HOSTILE_TEXT),
+        render.confirmation_closed(step, render.confirmation_outcome(None, hostile_step)),
+        render.replanned(task, 1, HOSTILE_TEXT),
+        render.planning_failed(done),
+        render.summary(done),
+        render.pending_list([task, task]),
+        render.failure(HOSTILE_TEXT),
+        render.step_not_waiting(HOSTILE_TEXT),
+    ]
+    for message in messages:
+        assert_nothing_live({"text": message.text, "blocks": message.blocks})
+    assert "&lt;!channel&gt;" in render.plan(task).text
+    assert "&lt;@U2&gt;" in render.summary(done).text  # a person named in the text is not pinged
+
+
+def test_step_ids_from_the_model_are_escaped_where_they_are_shown() -> None:
+    task = _task(["a"])
+    hostile = task.steps[0].__class__(**{**task.steps[0].__dict__, "id": "<!here>"})
+    task = task.__class__(**{**task.__dict__, "steps": (hostile,)})
+    for message in (render.plan(task), render.progress(task), render.summary(task)):
+        assert_nothing_live({"text": message.text, "blocks": message.blocks})
+        assert "[&lt;!here&gt;]" in message.text
+
+
+@given(st.text(max_size=200), st.integers(min_value=1, max_value=60))
+def test_a_cut_never_splits_an_entity_and_stays_within_its_limit(text: str, limit: int) -> None:
+    out = mrkdwn.cut(text, limit)
+    assert len(out) <= max(limit, 2)
+    assert not set("<>") & set(out)
+    assert "&" not in out.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "")
+
+
+@given(st.text())
+def test_unescape_undoes_exactly_what_escape_did(text: str) -> None:
+    assert mrkdwn.unescape(mrkdwn.escape(text)) == text
+
+
+def test_the_pending_list_mentions_each_requester_live_and_escapes_the_request() -> None:
+    message = render.pending_list([_task(["a"], request="<!here> ship it")] * 2)
+    rows = [b["text"]["text"] for b in message.blocks[1:]]
+    assert rows == ["<@U1>: &lt;!here&gt; ship it"] * 2
+    assert "&lt;@U1&gt;" not in str(message.blocks)
+    assert_nothing_live({"text": message.text, "blocks": message.blocks})
+
+
+def test_every_mrkdwn_text_is_verbatim_so_slack_links_nothing_by_itself() -> None:
+    task = _task(["see https://example.com and #general"])
+    for message in (render.plan(task), render.progress(task), render.pending_list([task] * 2)):
+        assert_valid_message({"text": message.text, "blocks": message.blocks})
+
+
+def test_a_hostile_notify_message_is_escaped_and_user_mentions_live_only_when_allowed() -> None:
+    strict = render.notification(HOSTILE_TEXT, has_live_user_mentions=False)
+    allowed = render.notification(HOSTILE_TEXT + " <@U3|bob>", has_live_user_mentions=True)
+    for message in (strict, allowed):
+        assert_valid_message({"text": message.text, "blocks": message.blocks})
+        assert not [h for h in HOSTILE if h in message.text + str(message.blocks)]
+    assert strict.text.endswith("&amp; &lt;@U2&gt;")
+    assert allowed.text.endswith("&amp; <@U2> &lt;@U3|bob&gt;")
+
+
+def test_a_long_notify_message_is_cut_to_fit_slack() -> None:
+    message = render.notification("<b>" * 5000, has_live_user_mentions=False)
+    assert_valid_message({"text": message.text, "blocks": message.blocks})
+    assert message.text.startswith("&lt;b&gt;")
 
 
 def test_a_decided_plan_has_no_buttons_and_says_who_and_when() -> None:

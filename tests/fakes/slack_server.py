@@ -28,7 +28,7 @@ from aiohttp import web
 
 BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
-TEAM_ID = "T1"
+TEAM_ID = "T1"  # the workspace the bot is installed in (auth.test says so)
 APP_ID = "A1"
 # What auth.test's X-OAuth-Scopes header says; bolt copies it into context.authorize_result.
 BOT_SCOPES = "app_mentions:read,chat:write,channels:history,groups:history"
@@ -282,6 +282,7 @@ class FakeSlack:
         user: str = "U1",
         channel: str = "C1",
         block_id: str = "b1",
+        team: str = TEAM_ID,
     ) -> dict[str, Any]:
         """A click on a button of the bot's message at `message_ts`, as that message looks now."""
         shown = self.message_at(channel, message_ts) or {}
@@ -289,6 +290,7 @@ class FakeSlack:
             action_id,
             value,
             user=user,
+            team=team,
             channel=channel,
             message_ts=message_ts,
             thread_ts=shown.get("thread_ts"),
@@ -643,7 +645,13 @@ def _rich_text(text: str) -> list[dict[str, Any]]:
 
 
 def _typed(
-    kind: str, text: str, user: str, channel: str, ts: str | None, thread_ts: str | None
+    kind: str,
+    text: str,
+    user: str,
+    channel: str,
+    ts: str | None,
+    thread_ts: str | None,
+    team: str = TEAM_ID,
 ) -> dict[str, Any]:
     ts = ts or new_ts()
     event: dict[str, Any] = {
@@ -653,10 +661,14 @@ def _typed(
         "user": user,
         "ts": ts,
         "blocks": _rich_text(text),
-        "team": TEAM_ID,
+        "team": team,
         "channel": channel,
         "event_ts": ts,
     }
+    if team != TEAM_ID:
+        # Slack Connect: a shared channel's message names the sender's workspace on the event;
+        # the envelope still names the workspace it is delivered to.
+        event.update(user_team=team, source_team=team)
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
@@ -669,11 +681,13 @@ def mention(
     channel: str = "C1",
     ts: str | None = None,
     thread_ts: str | None = None,
+    team: str = TEAM_ID,
 ) -> dict[str, Any]:
-    """An app_mention event; the text is prefixed with "<@UBOT> " unless it already mentions."""
+    """An app_mention event by `user` of workspace `team`; the text is prefixed with "<@UBOT> "
+    unless it already mentions the bot."""
     if not text.startswith(f"<@{BOT_USER_ID}>"):
         text = f"<@{BOT_USER_ID}> {text}"
-    return _typed("app_mention", text, user, channel, ts, thread_ts)
+    return _typed("app_mention", text, user, channel, ts, thread_ts, team)
 
 
 def message(
@@ -686,9 +700,10 @@ def message(
     subtype: str | None = None,
     bot_id: str | None = None,
     channel_type: str = "channel",
+    team: str = TEAM_ID,
 ) -> dict[str, Any]:
-    """A message event: typed by a person, or posted by an app when `bot_id` is given."""
-    event = _typed("message", text, user, channel, ts, thread_ts)
+    """A message event: typed by a person (of workspace `team`), or posted by an app (`bot_id`)."""
+    event = _typed("message", text, user, channel, ts, thread_ts, team)
     event["channel_type"] = channel_type
     if subtype is not None:
         event["subtype"] = subtype
@@ -770,7 +785,7 @@ def event_callback(event: dict[str, Any], *, event_id: str | None = None) -> dic
                 "is_enterprise_install": False,
             }
         ],
-        "is_ext_shared_channel": False,
+        "is_ext_shared_channel": event.get("user_team", TEAM_ID) != TEAM_ID,
         "event_context": f"4-{uuid.uuid4().hex}",
     }
 
@@ -780,6 +795,7 @@ def block_action(
     value: str,
     *,
     user: str = "U1",
+    team: str = TEAM_ID,
     channel: str = "C1",
     message_ts: str,
     thread_ts: str | None = None,
@@ -788,7 +804,7 @@ def block_action(
     blocks: list[dict[str, Any]] | None = None,
     response_url: str | None = None,
 ) -> dict[str, Any]:
-    """A block_actions payload: `user` clicked button `action_id` on the bot's message.
+    """A block_actions payload: `user` of workspace `team` clicked button `action_id`.
 
     Without `response_url` none is set; `FakeSlack.send_interactive` fills in one of its own.
     """
@@ -810,12 +826,12 @@ def block_action(
         shown["thread_ts"] = thread_ts
     payload: dict[str, Any] = {
         "type": "block_actions",
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM_ID},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
         "api_app_id": APP_ID,
         "token": "verification-token",
         "container": container,
         "trigger_id": f"{time.time_ns()}.{uuid.uuid4().hex[:12]}",
-        "team": {"id": TEAM_ID, "domain": "test"},
+        "team": {"id": team, "domain": "test" if team == TEAM_ID else team.lower()},
         "enterprise": None,
         "is_enterprise_install": False,
         "channel": {"id": channel, "name": "general"},
