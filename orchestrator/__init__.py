@@ -30,6 +30,7 @@ from ._llm import LLM, OpenAILLM
 from ._models import Completion, Step, Task, Transition
 from ._orchestrator import Orchestrator
 from ._phases import PHASE_TRANSITIONS, STEP_TRANSITIONS, Action, Phase, StepState, Tier
+from ._redact import Redactor
 from ._sqlite import SqliteStore
 from ._store import Store, open_store
 from ._summary import final_output, plan_text, step_line, summary_text
@@ -58,6 +59,7 @@ __all__ = [
     "PlanReplaced",
     "PlanValidationError",
     "PlanningError",
+    "Redactor",
     "ShellRefusedError",
     "SqliteStore",
     "Step",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ._redact import Redactor
+
 
 @dataclass(frozen=True)
 class OrchestratorConfig:
@@ -29,6 +31,8 @@ class OrchestratorConfig:
     shell_output_cap: int = 16_000
     # Who may approve, reject, cancel or confirm any task, besides its requester.
     approvers: frozenset[str] = field(default_factory=frozenset)
+    # Masks the caller's secrets (tokens, keys) out of every step output and reason it stores.
+    redactor: Redactor = field(default_factory=Redactor)
 
     @property
     def is_shell_enabled(self) -> bool:

@@ -208,6 +208,7 @@ class Orchestrator:
     ) -> None:
         """The one writer of a task's phase: table check, compare-and-set, then the event."""
         check_phase(old, new)
+        reason = self.config.redactor.redact(reason)  # a failure may quote a step or the model
         if not await self._store.set_phase(task_id, old=old, new=new, actor=actor, reason=reason):
             raise await self._not_pending(task_id, expected=old)
         self._bus.publish(PhaseChanged(task_id, old, new, actor, reason))

@@ -75,6 +75,8 @@ class StepWriter:
         tokens: int = 0,
     ) -> bool:
         """The one writer of step states: check the table, compare-and-set, mirror, publish."""
+        # Outputs and reasons carry what commands and models said: no secret is stored or shown.
+        reason, output = self._config.redactor.redact(reason), self._config.redactor.redact(output)
         step = run.steps[step_id]
         check_state(step.state, new)
         is_set = await self._store.set_step(
