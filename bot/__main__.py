@@ -8,6 +8,7 @@ import signal
 import sys
 
 from .check import run_check
+from .logs import install_redaction, setup_logging
 from .service import BotService
 from .settings import Settings, SettingsError, load_settings
 from .shell import run_shell
@@ -30,9 +31,7 @@ async def _serve(settings: Settings) -> int:
 
 def main(argv: list[str]) -> int:
     """Run the bot, the terminal shell, or the settings check."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging()
     command = argv[0] if argv else "run"
     if command not in ("run", "shell", "check"):
         print(USAGE, file=sys.stderr)
@@ -42,6 +41,7 @@ def main(argv: list[str]) -> int:
     except SettingsError as err:
         print(err, file=sys.stderr)
         return 2
+    install_redaction(settings.redactor())
     if command == "check":
         return asyncio.run(run_check(settings))
     needed = settings.llm_problems()

@@ -37,7 +37,9 @@ class BotService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
-        self.threads = SlackThreads(build_client(token, settings.slack_api_url))
+        self.threads = SlackThreads(
+            build_client(token, settings.slack_api_url), redactor=settings.redactor()
+        )
         self._llm_client = build_llm_client(settings)
         self.orchestrator = Orchestrator(
             store=open_store(settings.database_url),

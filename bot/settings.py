@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator import OrchestratorConfig
+from orchestrator import OrchestratorConfig, Redactor
 
 CommaSet = Annotated[frozenset[str], NoDecode]
 
@@ -79,7 +79,13 @@ class Settings(BaseSettings):
             task_timeout_s=self.orch_task_timeout_s,
             shell_allow=self.orch_shell_allow,
             approvers=self.orch_approvers,
+            redactor=self.redactor(),
         )
+
+    def redactor(self) -> Redactor:
+        """Masks the value of every secret setting (tokens, signing secret, keys)."""
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return Redactor(frozenset(v.get_secret_value() for v in values if isinstance(v, SecretStr)))
 
     def slack_problems(self) -> list[str]:
         """What stops the Slack bot from starting, one line each."""

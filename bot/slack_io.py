@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -12,7 +13,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from orchestrator import StepError, Task
+from orchestrator import Redactor, StepError, Task
 
 from . import render
 from .render import Message
@@ -30,13 +31,17 @@ def build_client(token: str, base_url: str) -> AsyncWebClient:
 
 
 class SlackThreads:
-    """Posts into a task's thread and edits its messages; failures are logged, never raised."""
+    """Posts into a task's thread and edits its messages; failures are logged, never raised.
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    Every text and block is redacted first: no secret value is ever sent to Slack."""
+
+    def __init__(self, client: AsyncWebClient, *, redactor: Redactor) -> None:
         self.client = client
+        self._redactor = redactor
 
     async def post(self, channel: str, thread_ts: str | None, message: Message) -> str | None:
         """Post in a thread (or at the top of the channel); the new ts, or None if refused."""
+        message = self._redacted(message)
         try:
             response = await self.client.chat_postMessage(
                 channel=channel,
@@ -51,6 +56,7 @@ class SlackThreads:
 
     async def update(self, channel: str, ts: str, message: Message) -> bool:
         """Replace a message in place (buttons cannot be disabled, only replaced)."""
+        message = self._redacted(message)
         try:
             await self.client.chat_update(
                 channel=channel, ts=ts, text=message.text, blocks=message.blocks
@@ -64,6 +70,7 @@ class SlackThreads:
         self, channel: str, user: str, thread_ts: str | None, message: Message
     ) -> None:
         """An ephemeral message only `user` sees."""
+        message = self._redacted(message)
         try:
             await self.client.chat_postEphemeral(
                 channel=channel, user=user, thread_ts=thread_ts, text=message.text
@@ -71,12 +78,28 @@ class SlackThreads:
         except SlackApiError as err:
             log.error("chat.postEphemeral in %s failed: %s", channel, err.response.get("error"))
 
+    def _redacted(self, message: Message) -> Message:
+        return Message(
+            self._redactor.redact(message.text), _redact_json(message.blocks, self._redactor)
+        )
+
     async def close_plan(self, task: Task, *, verb: str, actor: str, at: float) -> None:
         """The plan message with its buttons replaced by who decided and when."""
         plan_ts = task.meta.get("plan_ts")
         if plan_ts:
             message = render.decided_plan(task, verb=verb, actor=actor, at=at)
             await self.update(task.meta["channel"], plan_ts, message)
+
+
+def _redact_json(value: Any, redactor: Redactor) -> Any:
+    """Every string inside a Block Kit payload, redacted."""
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, list):
+        return [_redact_json(v, redactor) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_json(v, redactor) for k, v in value.items()}
+    return value
 
 
 # A notify message that starts with a channel link (<#C123> or <#C123|name>) goes to that channel.
