@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 
+from orchestrator import ConfigError
+
 from .check import run_check
 from .logs import install_redaction, setup_logging
 from .service import BotService
@@ -22,7 +24,11 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    await service.start()
+    try:
+        await service.start()
+    except ConfigError:
+        await service.stop()
+        raise
     await stopping.wait()
     logging.getLogger(__name__).info("shutting down")
     await service.stop()
@@ -50,10 +56,14 @@ def main(argv: list[str]) -> int:
     if needed:
         print("\n".join(needed), file=sys.stderr)
         return 2
-    if command == "shell":
-        logging.getLogger().setLevel(logging.WARNING)  # the terminal is the conversation
-        return asyncio.run(run_shell(settings))
-    return asyncio.run(_serve(settings))
+    try:
+        if command == "shell":
+            logging.getLogger().setLevel(logging.WARNING)  # the terminal is the conversation
+            return asyncio.run(run_shell(settings))
+        return asyncio.run(_serve(settings))
+    except ConfigError as err:  # the one setting checked only at start: the sandbox
+        print(f"ORCH_SHELL_SANDBOX: {err.reason}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

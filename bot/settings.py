@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator import OrchestratorConfig, Redactor
+from orchestrator import OrchestratorConfig, Redactor, SandboxMode
 
 CommaSet = Annotated[frozenset[str], NoDecode]
 
@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///orchestrator.db"
     orch_approvers: CommaSet = frozenset()
     orch_shell_allow: CommaSet = frozenset()
+    orch_shell_sandbox: Literal["auto", "bwrap", "none"] = "auto"
     orch_max_steps: int = Field(12, ge=1, le=40)
     orch_max_parallel: int = Field(4, ge=1, le=64)
     orch_step_timeout_s: float = Field(300.0, gt=0)
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
             token_budget=self.orch_token_budget,
             task_timeout_s=self.orch_task_timeout_s,
             shell_allow=self.orch_shell_allow,
+            shell_sandbox=SandboxMode(self.orch_shell_sandbox),
             approvers=self.orch_approvers,
             redactor=self.redactor(),
         )

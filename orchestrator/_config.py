@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._redact import Redactor
+from ._sandbox import SandboxMode
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class OrchestratorConfig:
     # Shell steps: binaries allowed (empty = shell refused) and how much output is kept.
     shell_allow: frozenset[str] = frozenset()
     shell_output_cap: int = 16_000
+    # Run shell steps in a bwrap sandbox: when it works (auto), always (bwrap: no start without
+    # it), or never (none). Every run gets a fresh folder whichever it is.
+    shell_sandbox: SandboxMode = SandboxMode.AUTO
     # Who may approve, reject, cancel or confirm any task, besides its requester.
     approvers: frozenset[str] = field(default_factory=frozenset)
     # Masks the caller's secrets (tokens, keys) out of every step output and reason it stores.

@@ -14,10 +14,11 @@ from ._errors import NotPendingError, OrchestratorError, PlanningError
 from ._events import EventBus, PlanReplaced
 from ._graph import ready_steps
 from ._models import Step, Task
-from ._phases import Phase, StepState
+from ._phases import Action, Phase, StepState
 from ._planner import Planner
 from ._retry import with_retries
 from ._run import TaskRun
+from ._sandbox import old_run_note
 from ._steps import SYSTEM, StepWriter
 from ._store import Store
 
@@ -66,7 +67,10 @@ class Executor:
         reason = "interrupted by a restart"
         for step in run.in_state(StepState.RUNNING):
             if step.action.has_side_effects:
-                await self._steps.ask(run, step.id, f"{reason}; it may have run already")
+                why = f"{reason}; it may have run already"
+                if step.action is Action.SHELL:  # its stored reason says how it was held
+                    why += f"; {old_run_note(step.reason)}"
+                await self._steps.ask(run, step.id, why)
             else:
                 await self._steps.move(
                     run, step.id, StepState.PENDING, reason=f"{reason}; runs again"
@@ -230,8 +234,9 @@ class Executor:
             if not self._within_budgets(run):
                 return
             attempts = run.steps[step_id].attempts + 1
+            note = self._actions.running_note(run.steps[step_id])
             if not await self._steps.move(
-                run, step_id, StepState.RUNNING, actor=actor, attempts=attempts
+                run, step_id, StepState.RUNNING, actor=actor, reason=note, attempts=attempts
             ):
                 return
             run.steps_run += 1

@@ -19,6 +19,7 @@ from ._llm import LLM
 from ._models import Task, Transition
 from ._phases import Phase, check_phase
 from ._planner import Planner
+from ._sandbox import Isolation, detect_isolation
 from ._steps import SYSTEM
 from ._store import Store
 from ._summary import summary_text
@@ -41,11 +42,12 @@ class Orchestrator:
         self._store = store
         self._bus = EventBus()
         self._planner = Planner(llm, self.config)
+        self._actions = ActionRunner(llm, self.config, notifier or LogNotifier())
         self._executor = Executor(
             store=store,
             bus=self._bus,
             planner=self._planner,
-            actions=ActionRunner(llm, self.config, notifier or LogNotifier()),
+            actions=self._actions,
             config=self.config,
             write_phase=self._set_phase,
             on_finished=self._finish,
@@ -54,7 +56,11 @@ class Orchestrator:
         self._is_closing = False
 
     async def start(self) -> None:
-        """Open the store and pick up every task a previous process left unfinished."""
+        """Find the shell isolation, open the store, pick up every task left unfinished.
+
+        `ConfigError` when the sandbox is required (`shell_sandbox` bwrap) and cannot run."""
+        self._actions.isolation = await detect_isolation(self.config.shell_sandbox)
+        log.info("shell steps: %s", self._actions.isolation.description)
         await self._store.open()
         for task in await self._store.list_tasks(phases=(Phase.PLANNING, Phase.EXECUTING)):
             if task.phase is Phase.PLANNING:
@@ -71,6 +77,11 @@ class Orchestrator:
         await asyncio.gather(*self._planning.values(), return_exceptions=True)
         await self._executor.shutdown()
         await self._store.close()
+
+    @property
+    def isolation(self) -> Isolation | None:
+        """How shell steps run here, once `start()` has found it."""
+        return self._actions.isolation
 
     async def __aenter__(self) -> Orchestrator:
         await self.start()

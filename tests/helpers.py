@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from orchestrator import Orchestrator, Phase, StepState, Task
+from orchestrator import (
+    ConfigError,
+    Isolation,
+    Orchestrator,
+    Phase,
+    StepState,
+    Task,
+    detect_isolation,
+)
 
 
 def step(
@@ -60,3 +70,25 @@ async def run_to_end(orch: Orchestrator, task: Task, user: str = "U1") -> Task:
 def states(task: Task) -> dict[str, str]:
     """Step id -> state wire name, for readable assertions."""
     return {s.id: s.state.value for s in task.steps}
+
+
+def alive_with(marker: str) -> list[int]:
+    """Pids of live processes (not zombies) with `marker` among their arguments, ours excepted."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in args and state not in {"Z", "X"} and int(proc.name) != os.getpid():
+            found.append(int(proc.name))
+    return found
+
+
+async def bwrap_works() -> bool:
+    """Whether this machine can run shell steps in the bwrap sandbox."""
+    try:
+        return await detect_isolation("bwrap") is Isolation.BWRAP
+    except ConfigError:
+        return False
