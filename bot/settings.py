@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     orch_confirm_timeout_s: float = Field(900.0, gt=0)
     orch_token_budget: int = Field(200_000, ge=1)
     orch_task_timeout_s: float = Field(3600.0, gt=0)
+    orch_planning_timeout_s: float = Field(600.0, gt=0)
 
     @field_validator("orch_approvers", "orch_shell_allow", mode="before")
     @classmethod
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
             step_budget=self.orch_max_steps * (self.orch_max_replans + 1),
             token_budget=self.orch_token_budget,
             task_timeout_s=self.orch_task_timeout_s,
+            planning_timeout_s=self.orch_planning_timeout_s,
             shell_allow=self.orch_shell_allow,
             shell_sandbox=SandboxMode(self.orch_shell_sandbox),
             approvers=self.orch_approvers,

@@ -22,8 +22,10 @@ class OrchestratorConfig:
     step_budget: int = 36
     token_budget: int = 200_000
     task_timeout_s: float = 3600.0
-    # Transient LLM errors (429, 5xx, timeouts): attempts and exponential backoff with jitter.
-    llm_attempts: int = 3
+    # Transient LLM errors (429, 5xx, timeouts) are retried with capped exponential backoff and
+    # full jitter for as long as the budget lasts, so an outage of minutes is ridden out: for a
+    # plan, `planning_timeout_s`; for a step, its timeout and what is left of the task's.
+    planning_timeout_s: float = 600.0
     retry_base_s: float = 0.5
     retry_max_s: float = 8.0
     llm_request_timeout_s: float = 120.0

@@ -246,22 +246,28 @@ class Executor:
         cfg = self._config
         inputs = [run.steps[d] for d in step.depends_on]
         retries = 0
+        last: OrchestratorError | None = None
+        # Retries ride out an outage for as long as the step and the task may still run.
+        budget_s = min(cfg.step_timeout_s, run.started_at + cfg.task_timeout_s - time.time())
 
-        def count_retry(_err: OrchestratorError, _n: int) -> None:
-            nonlocal retries
-            retries += 1
+        def count_retry(err: OrchestratorError, _n: int) -> None:
+            nonlocal retries, last
+            retries, last = retries + 1, err
 
         try:
             async with asyncio.timeout(cfg.step_timeout_s):
                 outcome = await with_retries(
                     lambda: self._actions.run(run.task, step, inputs),
-                    attempts=cfg.llm_attempts,
+                    budget_s=budget_s,
                     base_s=cfg.retry_base_s,
                     cap_s=cfg.retry_max_s,
                     on_retry=count_retry,
                 )
         except TimeoutError:
-            await self._steps.fail(run, step.id, f"timed out after {cfg.step_timeout_s:g}s")
+            why = f"timed out after {cfg.step_timeout_s:g}s"
+            if last is not None:
+                why += f" (tried {retries + 1} times; the last error: {last.reason})"
+            await self._steps.fail(run, step.id, why)
         except OrchestratorError as err:
             await self._steps.fail(run, step.id, err.reason)
         except Exception as exc:

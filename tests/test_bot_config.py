@@ -15,6 +15,7 @@ import yaml
 
 from bot.check import run_check
 from bot.settings import Settings, SettingsError, load_settings
+from orchestrator import SandboxMode
 from orchestrator._sandbox import SAFE_PATH
 from tests.conftest import bot_settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -68,6 +69,16 @@ def test_comma_lists_become_sets(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(_env_file=None)
     assert settings.orch_approvers == {"U1", "U2"}
     assert settings.orchestrator_config().shell_allow == {"ls"}
+
+
+def test_the_sandbox_and_the_planning_budget_reach_the_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCH_SHELL_SANDBOX", "none")
+    monkeypatch.setenv("ORCH_PLANNING_TIMEOUT_S", "42")
+    config = load_settings(_env_file=None).orchestrator_config()
+    assert config.shell_sandbox is SandboxMode.NONE
+    assert config.planning_timeout_s == 42
 
 
 def test_a_malformed_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
