@@ -66,7 +66,8 @@ class Isolation(StrEnum):
             return [_tool("bwrap"), *_bwrap_args(workdir), "--", *argv]
         if self is Isolation.PDEATHSIG:
             # setpriv sets the signal and execs: no Python preexec_fn between fork and exec,
-            # which is unsafe while other threads (the store's writer) hold locks.
+            # which is unsafe while other threads (the store's writer) hold locks. The signal
+            # comes when the forking thread ends: the event loop's, which lives as long as we do.
             return [_tool("setpriv"), "--pdeathsig", "KILL", "--", *argv]
         return argv
 
@@ -177,8 +178,9 @@ def _bwrap_args(workdir: Path) -> list[str]:
 
 def _own_folders() -> list[Path]:
     """The bot's folder and home, where a system folder bound above would show them."""
-    folders = [Path.cwd()]
-    with contextlib.suppress(RuntimeError):  # no home to hide
-        folders.append(Path.home())
+    folders = []
+    for where in (Path.cwd, Path.home):
+        with contextlib.suppress(OSError, RuntimeError):  # a deleted folder, no home: none to hide
+            folders.append(where())
     system = [Path("/usr"), Path("/etc")]
     return [f for f in folders if any(f != s and f.is_relative_to(s) for s in system)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
@@ -134,8 +135,10 @@ def test_a_malformed_number_stops_start_up_naming_it() -> None:
 
 def test_the_bot_will_not_start_when_the_required_sandbox_cannot_run() -> None:
     bwrap = shutil.which("bwrap", path=SAFE_PATH)
-    # Where bwrap is installed, the bot runs where it is replaced by a file that cannot execute.
-    wrapper = [bwrap, "--dev-bind", "/", "/", "--ro-bind", "/dev/null", bwrap] if bwrap else []
+    # Where bwrap works, the bot runs where it is replaced by a file that cannot execute.
+    wrapper: list[str] = []
+    if bwrap is not None and asyncio.run(bwrap_works()):
+        wrapper = [bwrap, "--dev-bind", "/", "/", "--ro-bind", "/dev/null", bwrap]
     env = {
         "SLACK_BOT_TOKEN": "xoxb-test",
         "SLACK_APP_TOKEN": "xapp-test",
@@ -145,10 +148,8 @@ def test_the_bot_will_not_start_when_the_required_sandbox_cannot_run() -> None:
     }
     result = _run_bot(env=env, wrapper=wrapper)
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [
-        "ORCH_SHELL_SANDBOX: the bwrap sandbox is required but cannot run here: "
-        "bwrap is not installed"
-    ]
+    [line] = result.stderr.splitlines()
+    assert line.startswith("ORCH_SHELL_SANDBOX: the bwrap sandbox is required but cannot run here")
 
 
 def test_an_unknown_sandbox_mode_stops_start_up_naming_it() -> None:
