@@ -7,7 +7,10 @@ import logging
 import signal
 import sys
 
+from orchestrator import ConfigError
+
 from .check import run_check
+from .logs import install_redaction, setup_logging
 from .service import BotService
 from .settings import Settings, SettingsError, load_settings
 from .shell import run_shell
@@ -21,7 +24,11 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    await service.start()
+    try:
+        await service.start()
+    except ConfigError:
+        await service.stop()
+        raise
     await stopping.wait()
     logging.getLogger(__name__).info("shutting down")
     await service.stop()
@@ -30,9 +37,7 @@ async def _serve(settings: Settings) -> int:
 
 def main(argv: list[str]) -> int:
     """Run the bot, the terminal shell, or the settings check."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging()
     command = argv[0] if argv else "run"
     if command not in ("run", "shell", "check"):
         print(USAGE, file=sys.stderr)
@@ -42,6 +47,7 @@ def main(argv: list[str]) -> int:
     except SettingsError as err:
         print(err, file=sys.stderr)
         return 2
+    install_redaction(settings.redactor())
     if command == "check":
         return asyncio.run(run_check(settings))
     needed = settings.llm_problems()
@@ -50,10 +56,14 @@ def main(argv: list[str]) -> int:
     if needed:
         print("\n".join(needed), file=sys.stderr)
         return 2
-    if command == "shell":
-        logging.getLogger().setLevel(logging.WARNING)  # the terminal is the conversation
-        return asyncio.run(run_shell(settings))
-    return asyncio.run(_serve(settings))
+    try:
+        if command == "shell":
+            logging.getLogger().setLevel(logging.WARNING)  # the terminal is the conversation
+            return asyncio.run(run_shell(settings))
+        return asyncio.run(_serve(settings))
+    except ConfigError as err:  # the one setting checked only at start: the sandbox
+        print(f"ORCH_SHELL_SANDBOX: {err.reason}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m bot check`: settings valid, Slack reachable (auth.test), the LLM reachable."""
+"""`python -m bot check`: settings valid, Slack and the LLM reachable, how shell steps are held."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import TextIO
 
 import openai
 from slack_sdk.errors import SlackApiError
+
+from orchestrator import ConfigError, detect_isolation
 
 from .service import build_llm_client
 from .settings import Settings
@@ -20,6 +22,7 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         problems += await _check_slack(settings, out)
     if not settings.llm_problems():
         problems += await _check_llm(settings, out)
+    problems += await _check_shell(settings, out)
     for problem in problems:
         print(f"problem: {problem}", file=out)
     if not problems:
@@ -38,6 +41,16 @@ async def _check_slack(settings: Settings, out: TextIO) -> list[str]:
     except Exception as exc:
         return [f"SLACK_API_URL: cannot reach {settings.slack_api_url} ({type(exc).__name__})"]
     print(f"slack: connected as {auth.get('user')} in {auth.get('team')}", file=out)
+    return []
+
+
+async def _check_shell(settings: Settings, out: TextIO) -> list[str]:
+    try:
+        isolation = await detect_isolation(settings.orch_shell_sandbox)
+    except ConfigError as err:
+        return [f"ORCH_SHELL_SANDBOX: {err.reason}; install bubblewrap or set it to auto"]
+    allowed = ", ".join(sorted(settings.orch_shell_allow)) or "none (shell steps are off)"
+    print(f"shell: {isolation.description}; allowed: {allowed}", file=out)
     return []
 
 

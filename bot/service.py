@@ -41,7 +41,8 @@ class BotService:
         """`progress_interval_s` spaces edits of one progress message (benchmarks compare it)."""
         self.settings = settings
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
-        self.threads = SlackThreads(build_client(token, settings.slack_api_url))
+        redactor = settings.redactor()
+        self.threads = SlackThreads(build_client(token, settings.slack_api_url), redactor=redactor)
         self._llm_client = build_llm_client(settings)
         self.orchestrator = Orchestrator(
             store=open_store(settings.database_url),
@@ -54,7 +55,9 @@ class BotService:
         )
         outbox_client = build_client(token, settings.slack_api_url, retries=False)
         self._relay = Relay(
-            self.orchestrator, SlackThreads(outbox_client), update_interval_s=progress_interval_s
+            self.orchestrator,
+            SlackThreads(outbox_client, redactor=redactor),
+            update_interval_s=progress_interval_s,
         )
         self._relay_task: asyncio.Task[None] | None = None
         self._socket: AsyncSocketModeHandler | None = None

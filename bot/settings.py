@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator import OrchestratorConfig
+from orchestrator import OrchestratorConfig, Redactor, SandboxMode
 
 CommaSet = Annotated[frozenset[str], NoDecode]
 
@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     orch_approvers: CommaSet = frozenset()
     orch_allowed_teams: CommaSet = frozenset()
     orch_shell_allow: CommaSet = frozenset()
+    orch_shell_sandbox: Literal["auto", "bwrap", "none"] = "auto"
     orch_max_steps: int = Field(12, ge=1, le=40)
     orch_max_parallel: int = Field(4, ge=1, le=64)
     orch_step_timeout_s: float = Field(300.0, gt=0)
@@ -41,6 +42,7 @@ class Settings(BaseSettings):
     orch_token_budget: int = Field(200_000, ge=1)
     orch_task_timeout_s: float = Field(3600.0, gt=0)
     orch_notify_user_mentions: bool = False
+    orch_planning_timeout_s: float = Field(600.0, gt=0)
 
     @field_validator("orch_approvers", "orch_allowed_teams", "orch_shell_allow", mode="before")
     @classmethod
@@ -79,9 +81,17 @@ class Settings(BaseSettings):
             step_budget=self.orch_max_steps * (self.orch_max_replans + 1),
             token_budget=self.orch_token_budget,
             task_timeout_s=self.orch_task_timeout_s,
+            planning_timeout_s=self.orch_planning_timeout_s,
             shell_allow=self.orch_shell_allow,
+            shell_sandbox=SandboxMode(self.orch_shell_sandbox),
             approvers=self.orch_approvers,
+            redactor=self.redactor(),
         )
+
+    def redactor(self) -> Redactor:
+        """Masks the value of every secret setting (tokens, signing secret, keys)."""
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return Redactor(frozenset(v.get_secret_value() for v in values if isinstance(v, SecretStr)))
 
     def slack_problems(self) -> list[str]:
         """What stops the Slack bot from starting, one line each."""

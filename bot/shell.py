@@ -64,9 +64,9 @@ async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO =
     conv = Conversation(orch)
     printer = asyncio.create_task(_print_events(orch, surface))
     await asyncio.sleep(0)  # let the printer subscribe before any task starts
-    await orch.start()
-    surface.show(render.shell_help())
     try:
+        await orch.start()
+        surface.show(render.shell_help())
         while line := await asyncio.to_thread(stdin.readline):
             await _handle_line(line.strip(), conv, surface)
     finally:

@@ -14,7 +14,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from orchestrator import StepError, Task
+from orchestrator import Redactor, StepError, Task
 
 from . import render
 from .render import Message
@@ -71,10 +71,13 @@ def build_client(token: str, base_url: str, *, retries: bool = True) -> AsyncWeb
 
 
 class SlackThreads:
-    """Writes into threads through one client; every failure is a `SlackWriteError`."""
+    """Writes into threads through one client; every failure is a `SlackWriteError`.
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    Every text and block is redacted first: no secret value is ever sent to Slack."""
+
+    def __init__(self, client: AsyncWebClient, *, redactor: Redactor) -> None:
         self.client = client
+        self._redactor = redactor
 
     async def post(
         self,
@@ -85,6 +88,7 @@ class SlackThreads:
         slot: tuple[str, str] | None = None,
     ) -> str:
         """Post in a thread (or at the top level); the new ts. `slot` = (task id, slot key)."""
+        message = self._redacted(message)
         metadata = None
         if slot is not None:
             payload = {"task_id": slot[0], "slot": slot[1]}
@@ -103,6 +107,7 @@ class SlackThreads:
 
     async def update(self, channel: str, ts: str, message: Message) -> None:
         """Replace a message in place (buttons cannot be disabled, only replaced)."""
+        message = self._redacted(message)
         await _write(
             "chat.update",
             self.client.chat_update(
@@ -138,6 +143,7 @@ class SlackThreads:
         self, channel: str, user: str, thread_ts: str | None, message: Message
     ) -> None:
         """An ephemeral message only `user` sees."""
+        message = self._redacted(message)
         await _write(
             "chat.postEphemeral",
             self.client.chat_postEphemeral(
@@ -151,6 +157,11 @@ class SlackThreads:
             await self.post(channel, thread_ts, message)
         except SlackWriteError as err:
             log.error("a reply in %s was not posted: %s", channel, err)
+
+    def _redacted(self, message: Message) -> Message:
+        return Message(
+            self._redactor.redact(message.text), _redact_json(message.blocks, self._redactor)
+        )
 
 
 async def _write(method: str, call: Any) -> Any:
@@ -181,6 +192,17 @@ def _seconds(value: Any) -> float:
         return max(0.0, float(value))
     except (TypeError, ValueError):
         return 1.0
+
+
+def _redact_json(value: Any, redactor: Redactor) -> Any:
+    """Every string inside a Block Kit payload, redacted."""
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, list):
+        return [_redact_json(v, redactor) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_json(v, redactor) for k, v in value.items()}
+    return value
 
 
 # A notify message that starts with a channel link (<#C123> or <#C123|name>) goes to that channel.

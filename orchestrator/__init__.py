@@ -30,6 +30,8 @@ from ._llm import LLM, OpenAILLM
 from ._models import Completion, Step, Task, Transition
 from ._orchestrator import Orchestrator
 from ._phases import PHASE_TRANSITIONS, STEP_TRANSITIONS, Action, Phase, StepState, Tier
+from ._redact import Redactor
+from ._sandbox import Isolation, SandboxMode, detect_isolation
 from ._sqlite import SqliteStore
 from ._store import Store, open_store
 from ._summary import final_output, plan_text, step_line, summary_text
@@ -45,6 +47,7 @@ __all__ = [
     "ConfirmationRequested",
     "DuplicateMessageError",
     "Event",
+    "Isolation",
     "LLMError",
     "LogNotifier",
     "NotAllowedError",
@@ -59,6 +62,8 @@ __all__ = [
     "PlanReplaced",
     "PlanValidationError",
     "PlanningError",
+    "Redactor",
+    "SandboxMode",
     "ShellRefusedError",
     "Slot",
     "SlotKind",
@@ -77,6 +82,7 @@ __all__ = [
     "Tier",
     "Transition",
     "TransitionError",
+    "detect_isolation",
     "final_output",
     "open_store",
     "plan_decision",

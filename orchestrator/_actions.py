@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ._config import OrchestratorConfig
+from ._errors import StepError
 from ._llm import LLM
 from ._models import Step, Task
 from ._phases import Action
 from ._prompts import render_prompt
+from ._sandbox import Isolation
 from ._shell import run_command
 
 log = logging.getLogger(__name__)
@@ -47,15 +49,25 @@ class ActionRunner:
         self._llm = llm
         self._config = config
         self._notifier = notifier
+        self.isolation: Isolation | None = None  # found by the orchestrator's start()
+
+    def running_note(self, step: Step) -> str | None:
+        """What to record as a starting step's reason: how a shell command is held."""
+        if step.action is not Action.SHELL or self.isolation is None:
+            return None
+        return self.isolation.running_note
 
     async def run(self, task: Task, step: Step, inputs: Sequence[Step]) -> StepOutcome:
         """Do the step, given the completed steps it depends on."""
         if step.action.is_llm:
             return await self._run_llm(task, step, inputs)
         if step.action is Action.SHELL:
+            if self.isolation is None:
+                raise StepError("shell isolation is unknown: the orchestrator was not started")
             output = await run_command(
                 step.input,
                 allow=self._config.shell_allow,
+                isolation=self.isolation,
                 timeout_s=self._config.step_timeout_s,
                 output_cap=self._config.shell_output_cap,
             )

@@ -14,10 +14,11 @@ from ._errors import NotPendingError, OrchestratorError, PlanningError
 from ._events import EventBus, PlanReplaced
 from ._graph import ready_steps
 from ._models import SYSTEM, Step, Task
-from ._phases import Phase, StepState
+from ._phases import Action, Phase, StepState
 from ._planner import Planner
 from ._retry import with_retries
 from ._run import TaskRun
+from ._sandbox import old_run_note
 from ._steps import StepWriter
 from ._store import Store
 from ._thread import PROGRESS, replan_slot
@@ -70,7 +71,10 @@ class Executor:
         reason = "interrupted by a restart"
         for step in run.in_state(StepState.RUNNING):
             if step.action.has_side_effects:
-                await self._steps.ask(run, step.id, f"{reason}; it may have run already")
+                why = f"{reason}; it may have run already"
+                if step.action is Action.SHELL:  # its stored reason says how it was held
+                    why += f"; {old_run_note(step.reason)}"
+                await self._steps.ask(run, step.id, why)
             else:
                 await self._steps.move(
                     run, step.id, StepState.PENDING, reason=f"{reason}; runs again"
@@ -229,8 +233,15 @@ class Executor:
                 return
             attempts = run.steps[step_id].attempts + 1
             decision = "run" if actor != SYSTEM else None
+            note = self._actions.running_note(run.steps[step_id])
             if not await self._steps.move(
-                run, step_id, StepState.RUNNING, actor=actor, attempts=attempts, decision=decision
+                run,
+                step_id,
+                StepState.RUNNING,
+                actor=actor,
+                reason=note,
+                attempts=attempts,
+                decision=decision,
             ):
                 return
             run.steps_run += 1
@@ -240,22 +251,28 @@ class Executor:
         cfg = self._config
         inputs = [run.steps[d] for d in step.depends_on]
         retries = 0
+        last: OrchestratorError | None = None
+        # Retries ride out an outage for as long as the step and the task may still run.
+        budget_s = min(cfg.step_timeout_s, run.started_at + cfg.task_timeout_s - time.time())
 
-        def count_retry(_err: OrchestratorError, _n: int) -> None:
-            nonlocal retries
-            retries += 1
+        def count_retry(err: OrchestratorError, _n: int) -> None:
+            nonlocal retries, last
+            retries, last = retries + 1, err
 
         try:
             async with asyncio.timeout(cfg.step_timeout_s):
                 outcome = await with_retries(
                     lambda: self._actions.run(run.task, step, inputs),
-                    attempts=cfg.llm_attempts,
+                    budget_s=budget_s,
                     base_s=cfg.retry_base_s,
                     cap_s=cfg.retry_max_s,
                     on_retry=count_retry,
                 )
         except TimeoutError:
-            await self._steps.fail(run, step.id, f"timed out after {cfg.step_timeout_s:g}s")
+            why = f"timed out after {cfg.step_timeout_s:g}s"
+            if last is not None:
+                why += f" (tried {retries + 1} times; the last error: {last.reason})"
+            await self._steps.fail(run, step.id, why)
         except OrchestratorError as err:
             await self._steps.fail(run, step.id, err.reason)
         except Exception as exc:

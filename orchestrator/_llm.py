@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
 import logging
+import time
 from typing import Any, Protocol
 
 import openai
@@ -106,11 +109,20 @@ def _server_message(exc: openai.APIStatusError) -> str:
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    """Seconds the server asks us to wait: `retry-after-ms` (OpenAI's), else `retry-after`."""
+    headers = exc.response.headers
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(headers.get("retry-after-ms", "")) / 1000)
+    value = headers.get("retry-after")
+    if value is None:
         return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    try:  # RFC 9110 also allows an HTTP date
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _short(text: str, limit: int = 200) -> str:

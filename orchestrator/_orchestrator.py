@@ -19,6 +19,7 @@ from ._llm import LLM
 from ._models import SYSTEM, Task, Transition
 from ._phases import Phase, check_phase
 from ._planner import Planner
+from ._sandbox import Isolation, detect_isolation
 from ._steps import StepWriter
 from ._store import Store
 from ._summary import summary_text
@@ -47,12 +48,13 @@ class Orchestrator:
         self._has_outbox = has_outbox
         self._planner = Planner(llm, self.config)
         self._steps = StepWriter(store, self._bus, self.config, has_outbox=has_outbox)
+        self._actions = ActionRunner(llm, self.config, notifier or LogNotifier())
         self._executor = Executor(
             store=store,
             bus=self._bus,
             steps=self._steps,
             planner=self._planner,
-            actions=ActionRunner(llm, self.config, notifier or LogNotifier()),
+            actions=self._actions,
             config=self.config,
             write_phase=self._set_phase,
             on_finished=self._finish,
@@ -62,7 +64,11 @@ class Orchestrator:
         self._is_closing = False
 
     async def start(self) -> None:
-        """Open the store and pick up every task a previous process left unfinished."""
+        """Find the shell isolation, open the store, pick up every task left unfinished.
+
+        `ConfigError` when the sandbox is required (`shell_sandbox` bwrap) and cannot run."""
+        self._actions.isolation = await detect_isolation(self.config.shell_sandbox)
+        log.info("shell steps: %s", self._actions.isolation.description)
         await self._store.open()
         for task in await self._store.list_unclosed():
             await self._finish(task.id)  # ended, but a crash came before its steps were closed
@@ -81,6 +87,11 @@ class Orchestrator:
         await asyncio.gather(*self._planning.values(), return_exceptions=True)
         await self._executor.shutdown()
         await self._store.close()
+
+    @property
+    def isolation(self) -> Isolation | None:
+        """How shell steps run here, once `start()` has found it."""
+        return self._actions.isolation
 
     async def __aenter__(self) -> Orchestrator:
         await self.start()
@@ -230,6 +241,7 @@ class Orchestrator:
     ) -> None:
         """The one writer of a task's phase: table check, compare-and-set, then the event."""
         check_phase(old, new)
+        reason = self.config.redactor.redact(reason)  # a failure may quote a step or the model
         slots = phase_slots(old, new) if self._has_outbox else ()
         if not await self._store.set_phase(
             task_id, old=old, new=new, actor=actor, reason=reason, outbox=slots

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,7 @@ class Planner:
     async def build_plan(self, request: str) -> PlanResult:
         """A fresh plan for `request`."""
         messages = [self._system(), {"role": "user", "content": request}]
-        return await self._ask(messages, plan_version=1)
+        return await self._ask(messages, plan_version=1, deadline=self._deadline())
 
     async def replan(
         self,
@@ -74,8 +75,16 @@ class Planner:
         ]
         done = {s.id for s in completed}
         return await self._ask(
-            messages, plan_version=plan_version, outside=done, taken=set(taken_ids) - done
+            messages,
+            plan_version=plan_version,
+            deadline=self._deadline(),
+            outside=done,
+            taken=set(taken_ids) - done,
         )
+
+    def _deadline(self) -> float:
+        """When to stop retrying a model that keeps failing (monotonic clock)."""
+        return time.monotonic() + self._config.planning_timeout_s
 
     def _system(self) -> Message:
         content = render_prompt(
@@ -91,13 +100,14 @@ class Planner:
         messages: list[Message],
         *,
         plan_version: int,
+        deadline: float,
         outside: Collection[str] = (),
         taken: Collection[str] = (),
     ) -> PlanResult:
         tokens = 0
         error = "no reply"
         for _ in range(1 + REPAIR_ROUNDS):
-            completion = await self._complete(messages)
+            completion = await self._complete(messages, deadline)
             tokens += completion.tokens
             try:
                 steps = self.parse_plan(
@@ -116,12 +126,12 @@ class Planner:
             f"the model's plan was still invalid after {REPAIR_ROUNDS} repairs: {error}"
         )
 
-    async def _complete(self, messages: list[Message]) -> Completion:
+    async def _complete(self, messages: list[Message], deadline: float) -> Completion:
         cfg = self._config
         try:
             return await with_retries(
                 lambda: self._llm.complete(messages, schema=plan_schema(self.actions)),
-                attempts=cfg.llm_attempts,
+                budget_s=deadline - time.monotonic(),
                 base_s=cfg.retry_base_s,
                 cap_s=cfg.retry_max_s,
             )

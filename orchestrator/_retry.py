@@ -1,10 +1,12 @@
-"""Retries of transient failures with exponential backoff and full jitter."""
+"""Retries of transient failures: capped exponential backoff with full jitter, within a budget."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -16,29 +18,49 @@ T = TypeVar("T")
 
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float) -> float:
     """Full jitter (AWS's): uniform in [0, min(cap, base * 2**attempt)]; spreads retrying herds."""
-    return random.uniform(0, min(cap_s, base_s * 2**attempt))
+    return random.uniform(0, min(cap_s, base_s * 2 ** min(attempt, 32)))
 
 
 async def with_retries(
     call: Callable[[], Awaitable[T]],
     *,
-    attempts: int,
+    budget_s: float,
     base_s: float,
     cap_s: float,
     on_retry: Callable[[OrchestratorError, int], None] | None = None,
 ) -> T:
-    """Await `call()`, again after a pause while it raises a retryable `OrchestratorError`."""
-    for attempt in range(attempts):
+    """Await `call()`, again after a pause while it raises a retryable error, for `budget_s`.
+
+    A server's Retry-After is honoured even past `cap_s`; the error that ends it says how long."""
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return await call()
         except OrchestratorError as err:
-            if not err.retryable or attempt + 1 >= attempts:
+            if not err.retryable:
                 raise
-            delay = backoff_delay(attempt, base_s=base_s, cap_s=cap_s)
-            if isinstance(err, LLMError) and err.retry_after is not None:
-                delay = max(delay, min(err.retry_after, cap_s))
-            log.info("retrying after %.2fs (attempt %d): %s", delay, attempt + 2, err.reason)
+            asked = err.retry_after if isinstance(err, LLMError) else None
+            delay = max(backoff_delay(attempt - 1, base_s=base_s, cap_s=cap_s), asked or 0.0)
+            spent = time.monotonic() - started
+            if spent + delay > budget_s:
+                raise _gave_up(err, attempt, spent, asked, budget_s) from err
+            log.info("retrying after %.2fs (attempt %d): %s", delay, attempt + 1, err.reason)
             if on_retry is not None:
-                on_retry(err, attempt + 1)
+                on_retry(err, attempt)
             await asyncio.sleep(delay)
-    raise AssertionError("unreachable: attempts must be at least 1")
+
+
+def _gave_up(
+    err: OrchestratorError, attempts: int, spent: float, asked: float | None, budget_s: float
+) -> OrchestratorError:
+    """The last error, its reason saying how long it was tried; no longer retryable."""
+    note = f"tried {attempts} time{'s' if attempts > 1 else ''} over {spent:.1f}s"
+    if asked is not None and spent + asked > budget_s:
+        note += f"; the server asked to wait {asked:g}s, more than the {budget_s - spent:.1f}s left"
+    final = copy.copy(err)  # the same class and fields, so callers map it as before
+    final.reason = f"{err.reason} ({note})"
+    final.args = (final.reason,)
+    final.retryable = False
+    return final

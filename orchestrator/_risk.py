@@ -17,13 +17,39 @@ _DESTRUCTIVE_BINARIES = frozenset(
 _DESTRUCTIVE_WORDS = frozenset(
     {"delete", "destroy", "drop", "push", "deploy", "apply", "reset", "clean", "prune", "rm",
      "rmi", "purge", "uninstall", "publish", "release", "--force", "--hard", "-delete",
-     "-exec", "-execdir"}
+     "-exec", "-execdir", "-ok", "-okdir"}
 )  # fmt: skip
 # Binaries that run other commands, so their arguments could do anything.
 _RUNS_ANYTHING = frozenset(
-    {"sh", "bash", "zsh", "dash", "ksh", "fish", "env", "xargs", "sudo", "su", "nohup",
-     "timeout", "nice", "watch", "eval", "exec"}
+    {"sh", "bash", "zsh", "dash", "ksh", "mksh", "csh", "tcsh", "fish", "busybox", "env",
+     "xargs", "parallel", "sudo", "su", "doas", "runuser", "pkexec", "setpriv", "nohup",
+     "timeout", "nice", "ionice", "chrt", "taskset", "stdbuf", "setsid", "flock", "chroot",
+     "unshare", "nsenter", "strace", "ltrace", "script", "watch", "eval", "exec", "time",
+     "command", "systemd-run"}
 )  # fmt: skip
+# Interpreters and tools that run code handed to them (a script, -c/-e text, a file of commands):
+# as good as a shell. Matched without a trailing version, so python3.11 and lua5.4 count.
+_RUNS_CODE = frozenset(
+    {"python", "pypy", "perl", "ruby", "irb", "php", "lua", "luajit", "node", "nodejs", "deno",
+     "bun", "tclsh", "wish", "expect", "guile", "racket", "julia", "R", "Rscript", "pwsh",
+     "osascript", "ghci", "runghc", "ocaml", "jshell", "java", "awk", "gawk", "mawk", "nawk",
+     "sed", "gsed", "ed", "ex", "vi", "vim", "nvim", "emacs", "gdb", "make", "gmake", "npx",
+     "npm", "yarn", "pnpm", "pip", "pipx", "uv", "uvx", "poetry", "cargo", "go", "docker",
+     "podman"}
+)  # fmt: skip
+# Options that make an otherwise ordinary binary run a command it is given.
+_RUNS_GIVEN_COMMAND = {
+    "tar": frozenset({"--to-command", "--checkpoint-action", "--use-compress-program", "-I",
+                      "--info-script", "--new-volume-script", "-F"}),
+    "rsync": frozenset({"-e", "--rsh", "--rsync-path"}),
+    "zip": frozenset({"-TT", "--unzip-command"}),
+    "git": frozenset({"--upload-pack", "--receive-pack", "--exec", "-u"}),
+}  # fmt: skip
+_VERSION = re.compile(r"[-_]?[0-9][0-9.]*$")
+# Global git options that set configuration, and with it pagers, hooks and aliases that run;
+# and the global options whose value is the next argument.
+_GIT_CONFIG = frozenset({"-c", "--config-env", "--exec-path"})
+_GIT_VALUED = frozenset({"-C", "--git-dir", "--work-tree", "--namespace", "--super-prefix"})
 # Binaries that talk to other machines.
 _EXTERNAL_BINARIES = frozenset(
     {"curl", "wget", "ssh", "scp", "rsync", "nc", "ncat", "telnet", "ftp", "sftp", "http",
@@ -61,11 +87,36 @@ def floor_tier(action: Action, command: str) -> Tier:
         return Tier.DESTRUCTIVE
     binary = PurePath(argv[0]).name
     words = {a.lower() for a in argv[1:]}
-    if binary in _DESTRUCTIVE_BINARIES | _RUNS_ANYTHING or words & _DESTRUCTIVE_WORDS:
+    if binary in _DESTRUCTIVE_BINARIES or words & _DESTRUCTIVE_WORDS or runs_code(argv):
         return Tier.DESTRUCTIVE
     if binary in _EXTERNAL_BINARIES or any(_URL.search(a) for a in argv):
         return Tier.EXTERNAL
     return Tier.EXECUTE
+
+
+def runs_code(argv: list[str]) -> bool:
+    """Whether the command runs code or a command given to it: a shell, an interpreter, ..."""
+    binary = PurePath(argv[0]).name
+    if {binary, _VERSION.sub("", binary)} & (_RUNS_ANYTHING | _RUNS_CODE):
+        return True
+    options = {a.split("=", 1)[0] for a in argv[1:]}
+    if options & _RUNS_GIVEN_COMMAND.get(binary, frozenset()):
+        return True
+    return binary == "git" and _sets_git_config(argv[1:])
+
+
+def _sets_git_config(args: list[str]) -> bool:
+    is_value = False
+    for arg in args:
+        if is_value:
+            is_value = False
+            continue
+        if arg.split("=", 1)[0] in _GIT_CONFIG:
+            return True
+        if not arg.startswith("-"):
+            return False  # the subcommand: `git log -c` is a diff option, not configuration
+        is_value = arg in _GIT_VALUED
+    return False
 
 
 def assess_tier(action: Action, command: str, proposed: str | None) -> Tier:

@@ -1,4 +1,6 @@
-"""Shell steps: one allowlisted binary run as an argv list, never through a shell interpreter."""
+"""Shell steps: one allowlisted binary run as an argv list, never through a shell interpreter.
+
+Each run gets a fresh working folder and the isolation found at start (see `_sandbox`)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,16 @@ import shlex
 import shutil
 import signal
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from ._errors import ShellRefusedError, StepError
+from ._sandbox import SAFE_PATH, Isolation, work_folder
 
 # The child gets an allowlist of harmless variables, never a copy of our environment: the bot's
 # process holds SLACK_BOT_TOKEN, OPENAI_API_KEY and the like, and a command an LLM wrote must not
-# be able to read them. PATH is fixed so the allowlist cannot be dodged by a planted binary.
-_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-_PASSED_VARS = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+# be able to read them. PATH is fixed so the allowlist cannot be dodged by a planted binary;
+# HOME and TMPDIR are the run's own folder, not the bot's.
+_PASSED_VARS = ("LANG", "LC_ALL", "TZ")
 _STDERR_MARKER = "\n--- stderr ---\n"
 _CHUNK = 64 * 1024
 _ERROR_TAIL = 500
@@ -41,28 +44,41 @@ def parse_command(command: str, allow: frozenset[str]) -> list[str]:
     if "/" in binary or binary not in allow:
         allowed = ", ".join(sorted(allow))
         raise ShellRefusedError(f"binary {binary!r} is not on the shell allowlist ({allowed})")
-    resolved = shutil.which(binary, path=_SAFE_PATH)
+    resolved = shutil.which(binary, path=SAFE_PATH)
     if resolved is None:
-        raise ShellRefusedError(f"binary {binary!r} was not found on {_SAFE_PATH}")
+        raise ShellRefusedError(f"binary {binary!r} was not found on {SAFE_PATH}")
     return [resolved, *argv[1:]]
 
 
 async def run_command(
-    command: str, *, allow: frozenset[str], timeout_s: float, output_cap: int
+    command: str,
+    *,
+    allow: frozenset[str],
+    isolation: Isolation,
+    timeout_s: float,
+    output_cap: int,
 ) -> str:
     """Run `command` and return its stdout (then stderr after a marker), cut to `output_cap`.
 
     Raises StepError on a non-zero exit or timeout; on cancellation the process group is killed."""
     argv = parse_command(command, allow)
+    async with work_folder() as workdir:
+        return await _run(argv, isolation.command(argv, workdir), workdir, timeout_s, output_cap)
+
+
+async def _run(
+    argv: list[str], launch: list[str], workdir: Path, timeout_s: float, output_cap: int
+) -> str:
     name = PurePath(argv[0]).name
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *launch,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, so one killpg reaches every child
-            env=_scrubbed_env(),
+            cwd=workdir,
+            env=_scrubbed_env(workdir),
         )
     except OSError as exc:
         raise StepError(f"{name} could not start: {exc.strerror}", retryable=False) from None
@@ -102,10 +118,9 @@ class _Capture:
         return self.head.decode("utf-8", errors="replace")
 
 
-def _scrubbed_env() -> dict[str, str]:
+def _scrubbed_env(workdir: Path) -> dict[str, str]:
     env = {name: os.environ[name] for name in _PASSED_VARS if name in os.environ}
-    env["PATH"] = _SAFE_PATH
-    return env
+    return {**env, "PATH": SAFE_PATH, "HOME": str(workdir), "TMPDIR": str(workdir)}
 
 
 async def _finish(proc: asyncio.subprocess.Process, out: _Capture, err: _Capture) -> int:

@@ -83,6 +83,8 @@ class StepWriter:
         """The one writer of step states: check the table, compare-and-set, mirror, publish.
 
         `decision` is a person's answer (run, skip) or "expired", logged with the move."""
+        # Outputs and reasons carry what commands and models said: no secret is stored or shown.
+        reason, output = self._config.redactor.redact(reason), self._config.redactor.redact(output)
         step = run.steps[step_id]
         check_state(step.state, new)
         asks = step.asks + 1 if new is StepState.AWAITING_CONFIRMATION else step.asks

@@ -27,6 +27,7 @@ TEST_CONFIG = OrchestratorConfig(
     model="fake-model",
     retry_base_s=0.01,
     retry_max_s=0.05,
+    planning_timeout_s=5.0,
     llm_request_timeout_s=10.0,
 )
 

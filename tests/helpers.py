@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from orchestrator import Action, Orchestrator, Phase, SqliteStore, Step, StepState, Task, Tier
+from orchestrator import (
+    Action,
+    ConfigError,
+    Isolation,
+    Orchestrator,
+    Phase,
+    SqliteStore,
+    Step,
+    StepState,
+    Task,
+    Tier,
+    detect_isolation,
+)
 
 
 def step(
@@ -95,3 +109,25 @@ async def with_plan(store: SqliteStore, task_id: str = "t1", *step_ids: str) -> 
     steps = [make_step(s, position=i) for i, s in enumerate(step_ids or ("s1", "s2"))]
     await store.save_plan(task_id, steps, plan_version=1, actor="planner")
     return await store.get_task(task_id)
+
+
+def alive_with(marker: str) -> list[int]:
+    """Pids of live processes (not zombies) with `marker` among their arguments, ours excepted."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in args and state not in {"Z", "X"} and int(proc.name) != os.getpid():
+            found.append(int(proc.name))
+    return found
+
+
+async def bwrap_works() -> bool:
+    """Whether this machine can run shell steps in the bwrap sandbox."""
+    try:
+        return await detect_isolation("bwrap") is Isolation.BWRAP
+    except ConfigError:
+        return False

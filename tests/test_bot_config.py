@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,12 @@ import yaml
 
 from bot.check import run_check
 from bot.settings import Settings, SettingsError, load_settings
+from orchestrator import SandboxMode
+from orchestrator._sandbox import SAFE_PATH
 from tests.conftest import bot_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
+from tests.helpers import bwrap_works
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,6 +80,16 @@ def test_only_the_installed_workspace_is_served_and_notify_pings_nobody_by_defau
     assert settings.orch_notify_user_mentions is False
 
 
+def test_the_sandbox_and_the_planning_budget_reach_the_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCH_SHELL_SANDBOX", "none")
+    monkeypatch.setenv("ORCH_PLANNING_TIMEOUT_S", "42")
+    config = load_settings(_env_file=None).orchestrator_config()
+    assert config.shell_sandbox is SandboxMode.NONE
+    assert config.planning_timeout_s == 42
+
+
 def test_a_malformed_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_MAX_PARALLEL", "lots")
     with pytest.raises(SettingsError) as caught:
@@ -91,12 +107,14 @@ def test_a_secret_is_never_echoed_in_an_error() -> None:
     assert "SLACK_BOT_TOKEN" in str(caught.value)
 
 
-def _run_bot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_bot(
+    *args: str, env: dict[str, str], wrapper: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "ORCH_"))
     }
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
+        [*wrapper, sys.executable, "-m", "bot", *args],
         cwd=ROOT / "tests",  # no .env there
         env={**clean, "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
@@ -123,6 +141,31 @@ def test_a_malformed_number_stops_start_up_naming_it() -> None:
     assert result.stderr.startswith("ORCH_MAX_STEPS: ")
 
 
+def test_the_bot_will_not_start_when_the_required_sandbox_cannot_run() -> None:
+    bwrap = shutil.which("bwrap", path=SAFE_PATH)
+    # Where bwrap works, the bot runs where it is replaced by a file that cannot execute.
+    wrapper: list[str] = []
+    if bwrap is not None and asyncio.run(bwrap_works()):
+        wrapper = [bwrap, "--dev-bind", "/", "/", "--ro-bind", "/dev/null", bwrap]
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_APP_TOKEN": "xapp-test",
+        "OPENAI_API_KEY": "test-key",
+        "DATABASE_URL": "sqlite:///:memory:",
+        "ORCH_SHELL_SANDBOX": "bwrap",
+    }
+    result = _run_bot(env=env, wrapper=wrapper)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("ORCH_SHELL_SANDBOX: the bwrap sandbox is required but cannot run here")
+
+
+def test_an_unknown_sandbox_mode_stops_start_up_naming_it() -> None:
+    result = _run_bot(env={"ORCH_SHELL_SANDBOX": "sometimes"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("ORCH_SHELL_SANDBOX: ")
+
+
 def test_an_unknown_command_prints_the_usage() -> None:
     result = _run_bot("launch", env={})
     assert result.returncode == 2
@@ -136,8 +179,28 @@ async def test_check_reaches_slack_and_lists_the_models_once(
     assert await run_check(bot_settings(fake_slack, fake_openai, tmp_path), out) == 0
     assert "slack: connected as orchestrator in Test" in out.getvalue()
     assert "llm: 1 models; fake-model found" in out.getvalue()
+    assert "shell: " in out.getvalue()
     assert out.getvalue().rstrip().endswith("all good")
     assert [c.method for c in fake_slack.calls] == ["auth.test"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [("none", "shell: no sandbox, a fresh folder per run"), ("bwrap", "shell: bwrap sandbox")],
+)
+async def test_check_says_how_shell_steps_are_isolated(
+    mode: str, said: str, fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    if mode == "bwrap" and not await bwrap_works():
+        pytest.skip("bwrap cannot run here")
+    settings = bot_settings(
+        fake_slack, fake_openai, tmp_path, orch_shell_sandbox=mode, orch_shell_allow="ls,cat"
+    )
+    out = io.StringIO()
+    assert await run_check(settings, out) == 0
+    line = next(line for line in out.getvalue().splitlines() if line.startswith("shell: "))
+    assert line.startswith(said)
+    assert line.endswith("; allowed: cat, ls")
 
 
 async def test_check_names_each_problem_and_how_to_fix_it(

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator import Phase, SqliteStore, StepState, Task
+from orchestrator import Isolation, Phase, SqliteStore, StepState, Task, detect_isolation
 from tests.conftest import MakeOrchestrator
-from tests.fakes import crash_worker
+from tests.fakes import crash_worker, orphan_worker
 from tests.fakes.openai_server import FakeOpenAI, Reply, step_request
-from tests.helpers import eventually_step, states, step
+from tests.helpers import bwrap_works, eventually, eventually_step, states, step
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEP_ARGS = "37.5"  # an unusual duration, so the orphaned sleep is easy to find and reap
@@ -129,3 +129,50 @@ async def test_a_request_recorded_but_not_yet_planned_is_planned_after_a_restart
     planned = await orch.wait("t1", {Phase.AWAITING_APPROVAL}, timeout=5)
     assert planned.phase is Phase.AWAITING_APPROVAL
     assert [s.id for s in planned.steps] == ["a"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
+async def test_a_shell_step_dies_with_the_process_and_recovery_says_the_old_run_is_over(
+    sandbox: str, make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    if sandbox == "bwrap" and not await bwrap_works():
+        pytest.skip("bwrap cannot run here")
+    if sandbox == "none" and await detect_isolation("none") is not Isolation.PDEATHSIG:
+        pytest.skip("setpriv --pdeathsig is not available here")
+    fake_openai.script(orphan_worker.plan())
+    work = tmp_path / "work"  # where the worker's runs get their folders
+    work.mkdir()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.fakes.orphan_worker",
+        str(tmp_path / "orchestrator.db"),
+        fake_openai.base_url,
+        sandbox,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(work)},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert worker.stdout is not None
+    async with asyncio.timeout(30):
+        task_id = (await worker.stdout.readline()).decode().strip()
+
+    async def has_started() -> bool:
+        return any(work.glob("*/started"))
+
+    await eventually(has_started, timeout=10)
+    worker.send_signal(signal.SIGKILL)
+    await worker.wait()
+    await asyncio.sleep(orphan_worker.DELAY_S + 1.0)
+    assert not any(work.glob("*/created")), "the command outlived the process that ran it"
+
+    config = orphan_worker.config(sandbox)
+    orch = await make_orchestrator(shell_allow=config.shell_allow, shell_sandbox=sandbox)
+    task = await eventually_step(orch, task_id, "later", StepState.AWAITING_CONFIRMATION)
+    reason = task.step("later").reason or ""
+    assert reason.startswith("interrupted by a restart; it may have run already; ")
+    assert "the old run is over" in reason
+    await orch.confirm_step(task_id, "later", user="U1", run=False)
+    task = await orch.wait(task_id, TERMINAL, timeout=10)
+    assert states(task) == {"later": "skipped"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import re
 import time
 from typing import Any
 
@@ -19,7 +21,7 @@ from orchestrator import (
     TaskFinished,
 )
 from tests.conftest import MakeOrchestrator
-from tests.fakes.openai_server import FakeOpenAI, Reply, Router
+from tests.fakes.openai_server import FakeOpenAI, Reply, Router, step_request
 from tests.helpers import eventually, eventually_step, planned, run_to_end, states, step
 
 TERMINAL = {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
@@ -128,6 +130,69 @@ async def test_429_and_500_are_retried_then_the_step_succeeds(
     assert router.step_calls == ["a", "a", "a"]
     assert task.step("a").attempts == 3
     assert task.step("a").output == "ok"
+
+
+async def test_a_step_rides_out_a_longer_outage_then_succeeds(
+    make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI
+) -> None:
+    errors = [Reply.error(500), Reply.error(429, "slow down"), Reply.error(502)] * 3
+    router = Router([Reply.plan(step("a"))], {"a": [*errors, Reply("ok")]})
+    fake_openai.responder = router
+    orch = await make_orchestrator()
+    task = await run_to_end(orch, await planned(orch, "x"))
+    assert task.phase is Phase.COMPLETED
+    assert router.step_calls == ["a"] * 10
+    assert task.step("a").attempts == 10
+
+
+async def test_a_step_whose_model_stays_down_fails_naming_the_last_error_and_how_long(
+    make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI
+) -> None:
+    router = Router([Reply.plan(step("a"))], {"a": Reply.error(500, "boom")})
+    fake_openai.responder = router
+    orch = await make_orchestrator(step_timeout_s=0.5, max_replans=0)
+    task = await planned(orch, "x")
+    started = time.monotonic()
+    task = await run_to_end(orch, task)
+    assert time.monotonic() - started < 2  # the step's timeout ended the retries
+    assert len(router.step_calls) > 3
+    reason = task.step("a").reason or ""
+    assert "the model server answered 500: boom" in reason
+    assert re.search(r"tried \d+ times", reason), reason
+    assert task.reason == f"step a failed: {reason}"
+
+
+async def test_step_retries_end_within_the_tasks_wall_time_budget(
+    make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = Router([Reply.plan(step("a"))], {"a": Reply.error(503, "down")})
+    orch = await make_orchestrator(task_timeout_s=0.5, step_timeout_s=60, max_replans=0)
+    task = await planned(orch, "x")
+    started = time.monotonic()
+    task = await run_to_end(orch, task)
+    assert time.monotonic() - started < 2
+    assert task.phase is Phase.FAILED
+
+
+async def test_tasks_ride_out_a_model_that_fails_two_calls_in_five(
+    make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI
+) -> None:
+    rng = random.Random(11)
+
+    def flaky(body: dict[str, Any]) -> Reply:
+        if rng.random() < 0.4:
+            return Reply.error(rng.choice([429, 500, 503]), "flaky")
+        step_input = step_request(body)
+        return Reply.plan(step("a"), step("b", "a")) if step_input is None else Reply("ok")
+
+    fake_openai.responder = flaky
+    orch = await make_orchestrator()
+    tasks = [await orch.submit(f"job {i}", requester="U1", scope=f"C1:{i}") for i in range(12)]
+    for task in tasks:
+        await orch.wait(task.id, {Phase.AWAITING_APPROVAL}, timeout=10)
+        await orch.approve(task.id, user="U1")
+    ended = [await orch.wait(t.id, TERMINAL, timeout=10) for t in tasks]
+    assert [t.phase for t in ended] == [Phase.COMPLETED] * 12, [t.reason for t in ended]
 
 
 async def test_a_failed_step_skips_its_dependents_and_a_replan_finishes_the_work(

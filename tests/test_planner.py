@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from dataclasses import replace
 from typing import Any
 
 import openai
@@ -109,12 +112,59 @@ async def test_transient_errors_are_retried_then_the_plan_arrives(
     assert len(fake_openai.requests) == 3
 
 
-async def test_a_model_that_stays_down_is_a_planning_error_naming_the_status(
+def planner_with(openai_client: openai.AsyncOpenAI, **config: Any) -> Planner:
+    return Planner(OpenAILLM(openai_client, model="fake-model"), replace(TEST_CONFIG, **config))
+
+
+async def test_planning_rides_out_an_outage_of_many_transient_errors(
     planner: Planner, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.script(*[Reply.error(503, "overloaded")] * 3)
-    with pytest.raises(PlanningError, match="answered 503"):
+    errors = [Reply.error(429, "slow down"), Reply.error(500), Reply.error(503)] * 4
+    fake_openai.script(*errors, Reply.plan(step("a")))
+    assert [s.id for s in (await planner.build_plan("x")).steps] == ["a"]
+    assert len(fake_openai.requests) == 13
+
+
+async def test_a_model_that_stays_down_fails_naming_the_last_error_and_how_long_it_was_tried(
+    openai_client: openai.AsyncOpenAI, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.default = Reply.error(503, "overloaded")
+    planner = planner_with(openai_client, planning_timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(PlanningError) as caught:
         await planner.build_plan("x")
+    assert 0.3 < time.monotonic() - started < 1.0  # the budget, not a count, ended it
+    assert len(fake_openai.requests) > 3
+    assert re.fullmatch(
+        r"could not get a plan from the model: the model server answered 503: overloaded "
+        r"\(tried \d+ times over 0\.\d+s\)",
+        caught.value.reason,
+    )
+
+
+@pytest.mark.parametrize(
+    "header", [{"retry-after": "0.4"}, {"retry-after-ms": "400"}], ids=["seconds", "ms"]
+)
+async def test_a_retry_after_longer_than_the_backoff_cap_is_honoured(
+    header: dict[str, str], planner: Planner, fake_openai: FakeOpenAI
+) -> None:
+    assert TEST_CONFIG.retry_max_s < 0.4
+    fake_openai.script(Reply.error(429, "slow down", **header), Reply.plan(step("a")))
+    assert [s.id for s in (await planner.build_plan("x")).steps] == ["a"]
+    first, second = fake_openai.request_times
+    assert second - first >= 0.4
+
+
+async def test_a_retry_after_past_the_budget_fails_at_once_saying_so(
+    openai_client: openai.AsyncOpenAI, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(Reply.error(429, "slow down", **{"retry-after": "30"}))
+    planner = planner_with(openai_client, planning_timeout_s=2.0)
+    started = time.monotonic()
+    with pytest.raises(PlanningError, match=r"asked to wait 30s, more than the 2\.0s left"):
+        await planner.build_plan("x")
+    assert time.monotonic() - started < 1.0
+    assert len(fake_openai.requests) == 1
 
 
 async def test_an_auth_error_is_not_retried_and_does_not_leak_the_key(

@@ -75,14 +75,57 @@ def test_a_shell_command_that_deletes_pushes_or_deploys_is_destructive(command: 
 
 @pytest.mark.parametrize(
     "command",
-    ["curl https://x", "ssh host", "wget example.com", "python fetch.py http://x", "gh pr list"],
+    ["curl https://x", "ssh host", "wget example.com", "git clone https://x", "gh pr list"],
 )
 def test_a_shell_command_that_talks_to_other_machines_is_external(command: str) -> None:
     assert floor_tier(Action.SHELL, command) is Tier.EXTERNAL
     assert assess_tier(Action.SHELL, command, "execute") is Tier.EXTERNAL
 
 
-@pytest.mark.parametrize("command", ["ls -la", "cat README.md", "git status", "pytest -q"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "python3 -c 'print(open(\"/proc/1/environ\").read())'",
+        "python3.11 script.py",
+        "/usr/bin/python3 -V",
+        "python -m http.server",
+        "pypy3 x.py",
+        "node -e 'require(\"fs\")'",
+        "perl -e 'system(\"id\")'",
+        "ruby -e 'puts 1'",
+        "php -r 'echo 1;'",
+        "lua5.4 -e 'os.execute(\"id\")'",
+        "awk 'BEGIN { system(\"id\") }'",
+        "gawk -f x.awk",
+        "sed -n '1e id' x",
+        "bash -c 'echo hi'",
+        "sh -c id",
+        "env",
+        "env FOO=1 cat x",
+        "xargs cat",
+        "find . -name x -exec cat {} ;",
+        "find . -execdir id ;",
+        "find . -ok id ;",
+        "git -c core.pager=id log",
+        "git --config-env=core.pager=X log",
+        "git -C /tmp -c alias.x=!id x",
+        "git clone --upload-pack=id host:repo",
+        "tar --to-command=id -xf a.tar",
+        "tar -I id -xf a.tar",
+        "vim -c '!id' -c q",
+        "make -f /dev/null",
+        "npx cowsay",
+    ],
+)
+def test_an_interpreter_or_a_command_that_runs_given_code_is_destructive(command: str) -> None:
+    assert floor_tier(Action.SHELL, command) is Tier.DESTRUCTIVE
+    assert assess_tier(Action.SHELL, command, "read") is Tier.DESTRUCTIVE
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["ls -la", "cat README.md", "git status", "git log -c", "git grep -c x", "pytest -q"],
+)
 def test_a_local_shell_command_is_execute(command: str) -> None:
     assert floor_tier(Action.SHELL, command) is Tier.EXECUTE
     assert assess_tier(Action.SHELL, command, "read") is Tier.EXECUTE

@@ -44,6 +44,7 @@ class FakeOpenAI:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.request_times: list[float] = []  # time.monotonic() of each, for backoff tests
         self.aborted = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -86,6 +87,7 @@ class FakeOpenAI:
     async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
+        self.request_times.append(time.monotonic())
         fmt = (body.get("response_format") or {}).get("type")
         if self.rejects_json_schema and fmt == "json_schema":
             return _error(400, "response_format type json_schema is not supported", {})
