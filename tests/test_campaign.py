@@ -1,7 +1,13 @@
-"""The crash campaign: `python -m bot` is SIGKILLed at exact points of a task's life and at random
-points, then started again on the same database. After the last restart every thread tells its
+"""The crash and attack campaign, kept.
+
+Kills: `python -m bot` is SIGKILLed at exact points of a task's life and at random points (a fixed
+seed list), then started again on the same database. After the last restart every thread tells its
 whole story exactly once (one plan, one "executing", one progress message with every step's final
-state, one prompt per confirmation, one summary), and every decision it shows is a stored one.
+state, one prompt per confirmation, one summary), every decision it shows is a stored one, nothing
+hostile in a request or a step's output is live in Slack, and no secret is in the log or in Slack.
+
+Probes: forged, replayed and malformed requests, other workspaces, bystanders and stale buttons are
+refused and change nothing; what the owner did, repeated, is absorbed.
 """
 
 from __future__ import annotations
@@ -10,26 +16,49 @@ import asyncio
 import random
 import re
 import signal
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from orchestrator import Phase, SqliteStore, Task, Transition, plan_decision, step_decisions
 from tests.bot_process import SECRETS, BotProcess
-from tests.bot_steps import Person, SocketDelivery, buttons, thread
-from tests.fakes.openai_server import FakeOpenAI, Reply, step_request
-from tests.fakes.slack_server import FakeSlack, Hold
+from tests.bot_steps import (
+    SIGNING_SECRET,
+    HttpDelivery,
+    Person,
+    SocketDelivery,
+    buttons,
+    plan_in,
+    said,
+    thread,
+)
+from tests.conftest import StartBot
+from tests.fakes.openai_server import FakeOpenAI, Reply, Router, step_request
+from tests.fakes.slack_server import (
+    FakeSlack,
+    Hold,
+    action_body,
+    event_body,
+    new_ts,
+    post_signed,
+)
+from tests.fakes.slack_server import mention as mention_event
+from tests.fakes.slack_server import message as message_event
 from tests.helpers import step
-from tests.slack_checks import assert_valid_message
+from tests.slack_checks import assert_nothing_live, assert_valid_message
 
 pytestmark = pytest.mark.timeout(120)
 USER = "U1"
 STEPS = ("a", "b", "c")  # a chain; b is destructive, so it asks Run step / Skip first
 SEEDS = (11, 23, 37)  # the random trials; each kills the bot twice
+# In every request and every step's output: it must reach Slack as words, never live.
+HOSTILE = "<!channel> <!here> see <https://evil.example|click here>"
 
 
 def plan(n: int) -> Reply:
@@ -61,7 +90,7 @@ class Model:
             reply = plan(int(found[1]) if found else 0)
             reply.delay_s = delay
             return reply
-        return Reply(f"out {step_input}", delay_s=delay)
+        return Reply(f"out {step_input} {HOSTILE}", delay_s=delay)
 
 
 def _text_is(start: str, *, has: str = "", lacks: str = "") -> Callable[[dict[str, Any]], bool]:
@@ -107,7 +136,7 @@ class Campaign:
 
     async def mention(self, n: int) -> None:
         person = Person(self.slack, SocketDelivery(self.slack), user=USER, channel=f"C{n}")
-        self.threads[person.channel] = await person.mention(f"task {n}")
+        self.threads[person.channel] = await person.mention(f"task {n} {HOSTILE}")
 
     def drive(self) -> None:
         """Approve each plan and run each prompt as soon as their buttons show."""
@@ -168,6 +197,9 @@ class Campaign:
                 _check_thread(thread(self.slack, ts, channel), task, history)
         finally:
             await store.close()
+        for method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            for args in self.slack.calls_to(method):
+                assert_nothing_live(args)
         log = self.bot.log.read_text()
         for secret in SECRETS:
             assert secret not in log
@@ -262,3 +294,111 @@ async def test_random_kills_during_real_work_lose_nothing_and_repeat_nothing(
         await campaign.kill_and_restart()
     await campaign.finish()
     await campaign.check()
+
+
+# -- the bad-request and bystander probes (HTTP mode, where every request can be forged) -------
+
+JSON, FORM = "application/json", "application/x-www-form-urlencoded"
+
+
+@dataclass
+class Probe:
+    """One refused request: its name, and what it sends (returning the HTTP status got)."""
+
+    name: str
+    send: Callable[[], Awaitable[int]]
+    status: int = 200
+    whisper: str | None = None  # the start of the ephemeral line the sender must get
+
+
+async def test_every_forged_malformed_replayed_or_bystander_request_is_refused_and_changes_nothing(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = Router([Reply.plan(step("a"), step("b", "a", tier="destructive"))] * 2)
+    service = await start_bot(slack_app_token=None, slack_signing_secret=SIGNING_SECRET, port=0)
+    url = f"http://127.0.0.1:{service.http_port}/slack/events"
+    delivery = HttpDelivery(url)
+    alice = Person(fake_slack, delivery)
+    mallory = Person(fake_slack, delivery, user="U666")
+    outsider = Person(fake_slack, delivery, user="U777", team="T999")
+    pending_ts = await alice.mention("wait for me")
+    pending = await plan_in(fake_slack, pending_ts)
+    running_ts = await alice.mention("run me")
+    await alice.press("approve_plan", await plan_in(fake_slack, running_ts))
+    prompt = await said(fake_slack, running_ts, "Step b")
+    mention = mention_event("do a", ts=new_ts())
+
+    def click(person: Person, action_id: str, message: dict[str, Any]) -> Callable[[], Any]:
+        payload = fake_slack.block_action(
+            action_id, buttons(message).get(action_id, "gone"), message_ts=message["ts"],
+            user=person.user, team=person.team,
+        )  # fmt: skip
+        return lambda: _post(url, action_body(payload), FORM)
+
+    def typed(person: Person, text: str, thread_ts: str) -> Callable[[], Any]:
+        event = message_event(text, user=person.user, thread_ts=thread_ts, team=person.team)
+        return lambda: _post(url, event_body(event), JSON)
+
+    forged = event_body(mention)
+    unknown = action_body(
+        fake_slack.block_action("approve_plan", "no-such-task", message_ts=pending["ts"])
+    )
+    outsiders_ask = event_body(mention_event("do a", user=outsider.user, team=outsider.team))
+    probes = [
+        Probe("unsigned", lambda: _post(url, forged, JSON, signed=False), 401),
+        Probe("forged", lambda: _post(url, forged, JSON, secret="guess"), 401),
+        Probe("replayed", lambda: _post(url, forged, JSON, age_s=360), 401),
+        Probe("malformed JSON", lambda: _post(url, '{"event": ', JSON), 400),
+        Probe("broken payload", lambda: _post(url, "payload=%7Bnope", FORM), 400),
+        Probe("not an object", lambda: _post(url, "[1]", JSON), 400),
+        Probe("another workspace asks", lambda: _post(url, outsiders_ask, JSON), whisper="Sorry"),
+        Probe("a bystander approves", click(mallory, "approve_plan", pending), whisper="Sorry"),
+        Probe("a bystander rejects", click(mallory, "reject_plan", pending), whisper="Sorry"),
+        Probe("a bystander cancels", typed(mallory, "cancel", pending_ts), whisper="Sorry"),
+        Probe("a bystander runs a step", click(mallory, "run_step", prompt), whisper="Sorry"),
+        Probe("a bystander skips a step", click(mallory, "skip_step", prompt), whisper="Sorry"),
+        Probe("an outsider approves", click(outsider, "approve_plan", pending), whisper="Sorry"),
+        Probe("an unknown plan", lambda: _post(url, unknown, FORM), whisper="This plan is no"),
+        Probe("a retired button", click(alice, "old_button", pending), whisper="This button"),
+    ]
+    tasks_before = await service.orchestrator.list_tasks()
+    for probe in probes:
+        whispers = len(fake_slack.ephemerals)
+
+        def whispered(whispers: int = whispers) -> bool:
+            return len(fake_slack.ephemerals) > whispers
+
+        requests = len(fake_openai.requests)
+        assert await probe.send() == probe.status, probe.name
+        if probe.whisper is not None:
+            await fake_slack.wait_until(whispered)
+            assert fake_slack.ephemerals[-1]["text"].startswith(probe.whisper), probe.name
+        assert len(fake_openai.requests) == requests, probe.name
+        assert await service.orchestrator.list_tasks() == tasks_before, probe.name
+    # What the owner did, repeated, is absorbed: one plan per message, one decision per plan.
+    assert await delivery.event(mention_event("wait for me", ts=pending_ts), retry_attempt=1)
+    task_id, plan_ts = buttons(pending)["approve_plan"], pending["ts"]
+    await alice.click("approve_plan", task_id, message_ts=plan_ts)
+    whispers = len(fake_slack.ephemerals)
+    await alice.click("approve_plan", task_id, message_ts=plan_ts)  # a double click
+    await fake_slack.wait_until(lambda: len(fake_slack.ephemerals) > whispers)
+    assert "approved by <@U1>" in fake_slack.ephemerals[-1]["text"]
+    assert len(await service.orchestrator.list_tasks()) == len(tasks_before)
+    runs = [
+        t for t in await service.orchestrator.history(tasks_before[0].id) if t.new == "executing"
+    ]
+    assert len(runs) == 1
+
+
+async def _post(
+    url: str, body: str, content_type: str, *, signed: bool = True, secret: str = SIGNING_SECRET,
+    age_s: int = 0,
+) -> int:  # fmt: skip
+    stamp = int(time.time()) - age_s
+    if not signed:
+        async with aiohttp.ClientSession() as session, session.post(
+            url, data=body, headers={"Content-Type": content_type}
+        ) as response:  # fmt: skip
+            return response.status
+    status, _ = await post_signed(url, body, content_type, secret, timestamp=stamp)
+    return status
