@@ -55,6 +55,8 @@ class Relay:
         # Slots whose post may have landed without us learning its ts: look before posting.
         self._unsure: set[tuple[str, str]] = set()
         self._ready = asyncio.Event()
+        # Nothing is shown before `recover` knows which slots a dead process may have posted.
+        self._recovered = asyncio.Event()
 
     async def run(self) -> None:
         """Wake the worker of every task an event names, until cancelled."""
@@ -68,11 +70,13 @@ class Relay:
         await self._ready.wait()
 
     async def recover(self) -> None:
-        """After a start: deliver whatever the outbox still holds, finished tasks included."""
+        """After a start, before anything is shown: deliver whatever the outbox still holds,
+        finished tasks included, looking first for posts a dead process may have made."""
         for update in await self._orch.updates():
             if update.ref is None:  # posted, maybe, by a process that died before recording it
                 self._unsure.add((update.task_id, update.slot))
             self._wake(update.task_id)
+        self._recovered.set()
 
     async def close(self) -> None:
         """Stop the workers; what they had not shown stays in the outbox for the next start."""
@@ -91,6 +95,7 @@ class Relay:
 
     async def _work(self, worker: _Worker) -> None:
         try:
+            await self._recovered.wait()
             while True:
                 worker.poked.clear()
                 try:

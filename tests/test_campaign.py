@@ -13,6 +13,7 @@ refused and change nothing; what the owner did, repeated, is absorbed.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import signal
@@ -56,7 +57,12 @@ from tests.slack_checks import assert_nothing_live, assert_valid_message
 pytestmark = pytest.mark.timeout(120)
 USER = "U1"
 STEPS = ("a", "b", "c")  # a chain; b is destructive, so it asks Run step / Skip first
-SEEDS = (11, 23, 37)  # the random trials; each kills the bot twice
+# The random trials, each killing the bot twice; CAMPAIGN_TRIALS=N runs seeds 1..N instead.
+SEEDS = (
+    tuple(range(1, int(os.environ["CAMPAIGN_TRIALS"]) + 1))
+    if "CAMPAIGN_TRIALS" in os.environ
+    else (11, 23, 37)
+)
 # In every request and every step's output: it must reach Slack as words, never live.
 HOSTILE = "<!channel> <!here> see <https://evil.example|click here>"
 
@@ -121,6 +127,8 @@ SLACK_POINTS: tuple[tuple[str, str, Callable[[dict[str, Any]], bool]], ...] = (
 )
 # Each model call in flight at the kill: the commit before it landed, the one after did not.
 MODEL_POINTS = ("plan", "a", "b", "c")
+# Posts Slack took while step a was in flight: the restart moves a (an event) before it shows.
+WHILE_A_RUNS = ("post executing", "post progress")
 
 
 class Campaign:
@@ -259,6 +267,12 @@ async def test_a_kill_at_every_exact_point_of_a_tasks_life_loses_nothing_and_rep
         model.hang.add(f"plan:{n}" if point == "plan" else f"{n}:{point}")
         await campaign.mention(n)
         n += 1
+    for name, method, match in SLACK_POINTS:
+        if name in WHILE_A_RUNS:
+            holds.append(slack.hold(method, after_effect=True, match=_in_channel(f"C{n}", match)))
+            model.hang.add(f"{n}:a")
+            await campaign.mention(n)
+            n += 1
     campaign.drive()
 
     def every_point_reached() -> bool:
@@ -273,7 +287,7 @@ async def test_a_kill_at_every_exact_point_of_a_tasks_life_loses_nothing_and_rep
     campaign.drive()
     await campaign.finish()
     await campaign.check()
-    assert len(campaign.threads) == 2 * len(SLACK_POINTS) + len(MODEL_POINTS)
+    assert len(campaign.threads) == 2 * len(SLACK_POINTS) + len(MODEL_POINTS) + len(WHILE_A_RUNS)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
