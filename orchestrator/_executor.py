@@ -21,7 +21,7 @@ from ._run import TaskRun
 from ._sandbox import old_run_note
 from ._steps import StepWriter
 from ._store import Store
-from ._thread import PROGRESS, replan_slot
+from ._thread import replan_slots
 
 log = logging.getLogger(__name__)
 Outcome = tuple[Phase, str | None]
@@ -360,7 +360,7 @@ class Executor:
             replaced=replaced,
             actor=SYSTEM,
             reason=reason,
-            outbox=(replan_slot(version), PROGRESS) if self._has_outbox else (),
+            outbox=replan_slots(version) if self._has_outbox else (),
         )
         for step_id in replaced:
             run.steps[step_id] = run.steps[step_id].evolve(is_superseded=True)

@@ -12,7 +12,7 @@ from ._models import SYSTEM, Closing, Task
 from ._phases import STEP_TRANSITIONS, Phase, StepState, check_state
 from ._run import TaskRun
 from ._store import Store
-from ._thread import PROGRESS, confirm_slot
+from ._thread import step_slots
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class StepWriter:
             tokens=tokens,
             asks=asks,
             decision=decision,
-            outbox=self._slots(step.state, new, step_id, asks),
+            outbox=step_slots(step.state, new, step_id, asks) if self._has_outbox else (),
         )
         if not is_set:
             return await self._retry_move(
@@ -117,14 +117,6 @@ class StepWriter:
         )
         self._bus.publish(StepChanged(run.task.id, step_id, step.state, new, actor, reason))
         return True
-
-    def _slots(self, old: StepState, new: StepState, step_id: str, asks: int) -> tuple[str, ...]:
-        """What a step move touches in the thread: progress, and the prompt it opens or closes."""
-        if not self._has_outbox:
-            return ()
-        if StepState.AWAITING_CONFIRMATION in (old, new):
-            return (PROGRESS, confirm_slot(step_id, asks))
-        return (PROGRESS,)
 
     async def _retry_move(
         self,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ._models import SYSTEM, Transition
-from ._phases import Phase
+from ._phases import Phase, StepState
 
 
 class SlotKind(StrEnum):
@@ -68,6 +68,18 @@ def confirm_slot(step_id: str, ask: int) -> str:
 def replan_slot(plan_version: int) -> str:
     """The message announcing plan version `plan_version`."""
     return Slot(SlotKind.REPLAN, number=plan_version).key
+
+
+def step_slots(old: StepState, new: StepState, step_id: str, asks: int) -> tuple[str, ...]:
+    """The slots a step move touches: progress, and the prompt it opens or answers."""
+    if StepState.AWAITING_CONFIRMATION in (old, new):
+        return (PROGRESS, confirm_slot(step_id, asks))
+    return (PROGRESS,)
+
+
+def replan_slots(plan_version: int) -> tuple[str, ...]:
+    """The slots a replan touches: its own message, and progress (the steps changed)."""
+    return (replan_slot(plan_version), PROGRESS)
 
 
 def phase_slots(old: Phase, new: Phase) -> tuple[str, ...]:
