@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     orch_task_timeout_s: float = Field(3600.0, gt=0)
     orch_notify_user_mentions: bool = False
     orch_planning_timeout_s: float = Field(600.0, gt=0)
+    orch_mcp_config: str | None = None  # the hands file: MCP servers and coding agents
 
     @field_validator("orch_approvers", "orch_allowed_teams", "orch_shell_allow", mode="before")
     @classmethod
