@@ -21,7 +21,7 @@ from ._hands import SPEC, AgentConfig
 from ._phases import Tier
 from ._prompts import render_prompt
 from ._redact import Redactor
-from ._sandbox import Isolation, SandboxMode, detect_isolation, work_folder
+from ._sandbox import SAFE_PATH, Isolation, SandboxMode, detect_isolation, work_folder
 from ._shell import Exited, run_process, scrubbed_env
 from ._summary import cut
 
@@ -46,6 +46,17 @@ class Agent:
     env: Mapping[str, str] = field(default_factory=dict)  # added to the scrubbed environment
     timeout_s: float = 1800.0
     tier: Tier = Tier.EXECUTE
+
+    @property
+    def path(self) -> str:
+        """Where its command is looked up: its env's PATH, else the safe one shell steps get."""
+        return self.env.get("PATH", SAFE_PATH)
+
+    def find_command(self) -> str | None:
+        """Its command's binary: a name found on `path`, or an absolute path; never relative."""
+        if "/" in self.command and not PurePath(self.command).is_absolute():
+            return None
+        return shutil.which(self.command, path=self.path)
 
     @classmethod
     def from_config(cls, name: str, config: AgentConfig) -> Agent:
@@ -123,9 +134,9 @@ class CodingAgents:
             folder = Path(agent.cwd) if agent.cwd else home
             if not folder.is_dir():
                 return _Attempt(f"its folder {folder} does not exist")
-            binary = _resolve(agent.command, env.get("PATH", ""))
+            binary = agent.find_command()
             if binary is None:
-                return _Attempt(f"{agent.command} was not found on {env.get('PATH', '')}")
+                return _Attempt(f"{agent.command} was not found on {agent.path}")
             argv = [binary, *(arg.replace(SPEC, spec) for arg in agent.args)]
             try:
                 tree = await WorkTree.find(folder, env)
@@ -150,13 +161,6 @@ class CodingAgents:
                 return _Attempt(None, said.message, await tree.diff_stat(before, after))
             except StepError as err:
                 return _Attempt(err.reason)
-
-
-def _resolve(command: str, path: str) -> str | None:
-    """The command's binary: a name found on `path`, or an absolute path; never relative."""
-    if "/" in command and not PurePath(command).is_absolute():
-        return None
-    return shutil.which(command, path=path)
 
 
 def _said(done: Exited) -> AgentSaid:

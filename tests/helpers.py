@@ -144,10 +144,16 @@ def fake_agent(
     name: str, then: str, *, style: str = "claude", record: Path, delay: float = 0.0, **kw: Any
 ) -> Agent:
     """A coding agent run by tests/fakes/coding_agent.py; it records what it got in `record`."""
+    config = fake_agent_config(then, style=style, record=record, delay=delay)
+    return Agent(name=name, command=config["command"], args=tuple(config["args"]), **kw)
+
+
+def fake_agent_config(
+    then: str, *, style: str = "claude", record: Path, delay: float = 0.0, **kw: Any
+) -> dict[str, Any]:
+    """The fake agent as an entry of the hands file's "agents" (see `fake_agent`)."""
     args = ["--style", style, "--then", then, "--record", str(record), "--delay", str(delay)]
-    return Agent(
-        name=name, command=sys.executable, args=(str(FAKE_AGENT), *args, "--", "{spec}"), **kw
-    )
+    return {"command": sys.executable, "args": [str(FAKE_AGENT), *args, "--", "{spec}"], **kw}
 
 
 def init_repo(path: Path) -> Path:
