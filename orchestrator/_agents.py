@@ -103,12 +103,16 @@ class CodingAgents:
         """The longest an implement step can take: every agent to its timeout, checks included."""
         return sum(a.timeout_s + _CHECK_S for a in self.agents)
 
-    async def start(self) -> Isolation:
-        """Find how agents are held: no sandbox (they change their work tree), but they die
-        with the bot where `setpriv --pdeathsig` works."""
-        self.isolation = await detect_isolation(SandboxMode.NONE)
+    async def start(self) -> None:
+        """Find how agents are held, when there are any: no sandbox (they change their work
+        tree), but they die with the bot where `setpriv --pdeathsig` works."""
         if self.agents:
-            log.info("coding agents %s: %s", ", ".join(self.names), self.isolation.description)
+            isolation = await self._held()
+            log.info("coding agents %s: %s", ", ".join(self.names), isolation.description)
+
+    async def _held(self) -> Isolation:
+        if self.isolation is None:
+            self.isolation = await detect_isolation(SandboxMode.NONE)
         return self.isolation
 
     async def implement(self, spec: str) -> str:
@@ -128,9 +132,8 @@ class CodingAgents:
         raise StepError(f"{ESCALATED}: {said}", retryable=False)
 
     async def _attempt(self, agent: Agent, spec: str) -> _Attempt:
-        isolation = self.isolation or await self.start()
+        """Run one agent on `spec` in its folder, with a fresh HOME, and judge how it did."""
         async with work_folder() as home:
-            env = {**scrubbed_env(home), **agent.env}
             folder = Path(agent.cwd) if agent.cwd else home
             if not folder.is_dir():
                 return _Attempt(f"its folder {folder} does not exist")
@@ -138,29 +141,36 @@ class CodingAgents:
             if binary is None:
                 return _Attempt(f"{agent.command} was not found on {agent.path}")
             argv = [binary, *(arg.replace(SPEC, spec) for arg in agent.args)]
+            env = {**scrubbed_env(home), **agent.env}
             try:
-                tree = await WorkTree.find(folder, env)
-                before = await tree.state() if tree else None
-                done = await run_process(
-                    isolation.command(argv, folder),
-                    name=PurePath(binary).name,
-                    cwd=folder,
-                    env=env,
-                    timeout_s=agent.timeout_s,
-                    output_cap=0,  # only the tail is read: the last JSON lines, the message
-                    stdin=spec.encode(),
-                    tail_cap=_TAIL,
-                )
-                said = _said(done)
-                failure = _failure(done, said)
-                if failure is not None or tree is None or before is None:
-                    return _Attempt(failure, said.message)
-                after = await tree.state()
-                if after.digest == before.digest:
-                    return _Attempt(_unchanged(tree, said), said.message)
-                return _Attempt(None, said.message, await tree.diff_stat(before, after))
-            except StepError as err:
+                return await self._run(agent, argv, folder, env, spec)
+            except StepError as err:  # it could not start or timed out; git failed
                 return _Attempt(err.reason)
+
+    async def _run(
+        self, agent: Agent, argv: list[str], folder: Path, env: dict[str, str], spec: str
+    ) -> _Attempt:
+        isolation = await self._held()
+        tree = await WorkTree.find(folder, env)
+        before = await tree.state() if tree else None
+        done = await run_process(
+            isolation.command(argv, folder),
+            name=PurePath(argv[0]).name,
+            cwd=folder,
+            env=env,
+            timeout_s=agent.timeout_s,
+            output_cap=0,  # only the tail is read: the last JSON lines, the final message
+            stdin=spec.encode(),
+            tail_cap=_TAIL,
+        )
+        said = _said(done)
+        failure = _failure(done, said)
+        if failure is not None or tree is None or before is None:  # no tree: nothing to check
+            return _Attempt(failure, said.message)
+        after = await tree.state()
+        if after.digest == before.digest:
+            return _Attempt(_unchanged(tree, said), said.message)
+        return _Attempt(None, said.message, await tree.diff_stat(before, after))
 
 
 def _said(done: Exited) -> AgentSaid:
@@ -172,11 +182,17 @@ def _failure(done: Exited, said: AgentSaid) -> str | None:
     """Why the run failed by its exit code or its last JSON line; None when neither says so."""
     if done.code != 0:
         stderr = done.err.tail.decode("utf-8", errors="replace").strip()
-        why = said.error or stderr or said.message or "(no output)"
+        why = said.error or _end(stderr) or _end(said.message) or "(no output)"
         return cut(f"exited with code {done.code}: {why}", _REASON_CHARS)
     if said.error is not None:
         return cut(f"exited 0 but reported an error: {said.error}", _REASON_CHARS)
     return None
+
+
+def _end(text: str) -> str:
+    """The end of a long text: where a program says what went wrong."""
+    limit = _REASON_CHARS - 100  # room for what comes before it in the reason
+    return text if len(text) <= limit else "…" + text[-limit:]
 
 
 def _unchanged(tree: WorkTree, said: AgentSaid) -> str:

@@ -15,7 +15,7 @@ from ._errors import StepError
 from ._shell import Exited, run_process
 
 GIT_TIMEOUT_S = 60.0
-_CAP = 64 * 1024  # of what is kept to read; longer outputs are still compared whole (digest)
+_CAP = 1024 * 1024  # of what is kept to read; longer outputs are still compared whole (digest)
 # A repository's own config could name a program for `git status` to run (core.fsmonitor).
 _GIT = ("-c", "core.fsmonitor=false", "--no-pager")
 _DIFF = ("--no-ext-diff", "--no-textconv", "--binary")
@@ -36,19 +36,26 @@ class WorkTree:
     def __init__(self, root: Path, *, git: str, env: Mapping[str, str]) -> None:
         self.root = root
         self._git = git
-        self._env = {**env, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
+        # LC_ALL=C: git's messages in English, so "not a git repository" can be told apart.
+        self._env = {**env, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
     @classmethod
     async def find(cls, folder: Path, env: Mapping[str, str]) -> WorkTree | None:
-        """The work tree `folder` is in, or None (not in one, or no git to tell)."""
+        """The work tree `folder` is in, or None (not in one, or no git to tell).
+
+        StepError when git cannot read it (a repository of another owner, say): a change
+        that cannot be checked is not assumed."""
         git = shutil.which("git", path=env.get("PATH"))
         if git is None:
             return None
         probe = cls(folder, git=git, env=env)
         done = await probe._run("rev-parse", "--show-toplevel", check=False)
-        if done.code != 0:
+        if done.code == 0:
+            return cls(Path(done.out.text().strip()), git=git, env=env)
+        said = done.err.tail.decode("utf-8", errors="replace").strip()
+        if "not a git repository" in said:
             return None
-        return cls(Path(done.out.text().strip()), git=git, env=env)
+        raise StepError(f"git cannot read the work tree {folder}: {said}", retryable=False)
 
     async def state(self) -> TreeState:
         """What the tree holds now (StepError when git fails)."""

@@ -1,6 +1,8 @@
 """Shell steps: one allowlisted binary run as an argv list, never through a shell interpreter.
 
-Each run gets a fresh working folder and the isolation found at start (see `_sandbox`)."""
+Each run gets a fresh working folder and the isolation found at start (see `_sandbox`).
+`run_process` is how every program runs (shell commands, coding agents, git): in its own process
+group, with a timeout and capped output, the group killed when it ends or is cancelled."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import Agent, Isolation, StepError, Tier
+from orchestrator import Agent, Isolation, StepError, Tier, detect_isolation
 from orchestrator._agent_output import read_output
 from orchestrator._agents import CodingAgents
 from orchestrator._git import WorkTree
@@ -216,9 +216,21 @@ async def test_a_missing_folder_is_escalated_like_any_failure(tmp_path: Path, re
         await agents.implement(SPEC)
 
 
-async def test_agents_are_held_without_a_sandbox_but_end_with_the_bot() -> None:
-    isolation = await CodingAgents().start()
-    assert isolation in (Isolation.PDEATHSIG, Isolation.NONE)
+async def test_a_work_tree_git_cannot_read_fails_the_agent_rather_than_skip_the_check(
+    repo: Path, record: Path
+) -> None:
+    (repo / ".git" / "config").write_text("[[[ not a config\n")
+    agents = CodingAgents([fake_agent("first", "edit", record=record, cwd=str(repo))])
+    with pytest.raises(StepError, match=r"first: git cannot read the work tree .*bad config"):
+        await agents.implement(SPEC)
+    assert records(record) == []  # it never ran: its work could not have been checked
+
+
+async def test_agents_are_held_without_a_sandbox_but_end_with_the_bot_where_it_can() -> None:
+    agents = CodingAgents([Agent("a", "a")])
+    await agents.start()
+    assert agents.isolation is await detect_isolation("none")
+    assert agents.isolation in (Isolation.PDEATHSIG, Isolation.NONE)
 
 
 def test_the_agents_tier_is_the_riskiest_agents() -> None:

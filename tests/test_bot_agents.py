@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bot.check import run_check
+from orchestrator import Isolation, detect_isolation
 from tests.bot_process import SECRETS, BotProcess
 from tests.bot_steps import Person, SocketDelivery, buttons, plan_in, said, shown
 from tests.conftest import OpenBot, bot_settings
@@ -109,6 +110,8 @@ async def test_when_every_agent_fails_the_thread_says_it_was_escalated_to_a_pers
 async def test_an_agent_sees_no_secret_dies_with_the_bot_and_the_step_asks_again_after_a_restart(
     fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, repo: Path, record: Path
 ) -> None:
+    if await detect_isolation("none") is not Isolation.PDEATHSIG:
+        pytest.skip("setpriv --pdeathsig is not available here")
     hands = write_hands(
         tmp_path / "hands.json",
         {"sleepy": fake_agent_config("sleep", record=record, cwd=str(repo), env={"MINE": "1"})},
