@@ -11,7 +11,7 @@ from orchestrator import ConfigError
 
 from .check import run_check
 from .logs import install_redaction, setup_logging
-from .service import BotService
+from .service import BotService, build_agents
 from .settings import Settings, SettingsError, load_settings
 from .shell import run_shell
 
@@ -53,6 +53,10 @@ def main(argv: list[str]) -> int:
     needed = settings.llm_problems()
     if command == "run":
         needed = settings.slack_problems() + needed
+    try:
+        build_agents(settings)  # the hands file is read now, so a bad one stops start-up here
+    except ConfigError as err:
+        needed.append(err.reason)
     if needed:
         print("\n".join(needed), file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
-"""`python -m bot check`: settings valid, Slack and the LLM reachable, how shell steps are held."""
+"""`python -m bot check`: settings valid, Slack and the LLM reachable, how shell steps are held,
+which coding agents implement steps may use."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import openai
@@ -10,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from orchestrator import ConfigError, detect_isolation
 
-from .service import build_llm_client
+from .service import build_agents, build_llm_client
 from .settings import Settings
 from .slack_io import build_client
 
@@ -23,6 +25,7 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
     if not settings.llm_problems():
         problems += await _check_llm(settings, out)
     problems += await _check_shell(settings, out)
+    problems += _check_agents(settings, out)
     for problem in problems:
         print(f"problem: {problem}", file=out)
     if not problems:
@@ -52,6 +55,30 @@ async def _check_shell(settings: Settings, out: TextIO) -> list[str]:
     allowed = ", ".join(sorted(settings.orch_shell_allow)) or "none (shell steps are off)"
     print(f"shell: {isolation.description}; allowed: {allowed}", file=out)
     return []
+
+
+def _check_agents(settings: Settings, out: TextIO) -> list[str]:
+    """One line per coding agent: its command (found or not) and tier."""
+    try:
+        agents = build_agents(settings)
+    except ConfigError as err:
+        return [f"{err.reason}; fix the file or unset ORCH_MCP_CONFIG"]
+    if not agents:
+        print("agents: none (implement steps are off)", file=out)
+    problems = []
+    for agent in agents:
+        binary = agent.find_command()
+        found = f"found at {binary}" if binary else f"NOT found on {agent.path}"
+        print(f"agent {agent.name}: {agent.command} ({found}); tier {agent.tier.value}", file=out)
+        where = f"ORCH_MCP_CONFIG: agent {agent.name}"
+        if binary is None:
+            problems.append(
+                f"{where}: {agent.command} is not found on {agent.path}; install it, give its "
+                'absolute path, or set PATH in its "env"'
+            )
+        if agent.cwd is not None and not Path(agent.cwd).is_dir():
+            problems.append(f'{where}: its "cwd" {agent.cwd} is not a folder; fix the path')
+    return problems
 
 
 async def _check_llm(settings: Settings, out: TextIO) -> list[str]:

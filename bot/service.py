@@ -9,7 +9,7 @@ import openai
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from orchestrator import OpenAILLM, Orchestrator, open_store
+from orchestrator import Agent, OpenAILLM, Orchestrator, load_hands, open_store
 
 from .app import build_app
 from .conversation import Conversation
@@ -32,6 +32,12 @@ def build_llm_client(settings: Settings) -> openai.AsyncOpenAI:
     )
 
 
+def build_agents(settings: Settings) -> list[Agent]:
+    """The hands file's coding agents, in escalation order; ConfigError when the file is bad."""
+    hands = load_hands(settings.orch_mcp_config)
+    return [Agent.from_config(name, config) for name, config in hands.agents.items()]
+
+
 class BotService:
     """Everything `python -m bot` runs, in start order; `stop()` undoes it in reverse."""
 
@@ -52,6 +58,7 @@ class BotService:
                 self.threads, has_live_user_mentions=settings.orch_notify_user_mentions
             ),
             has_outbox=True,
+            agents=build_agents(settings),
         )
         outbox_client = build_client(token, settings.slack_api_url, retries=False)
         self._relay = Relay(

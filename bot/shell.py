@@ -26,7 +26,7 @@ from . import render
 from .conversation import Conversation, Where, parse_command, thread_scope
 from .mrkdwn import unescape
 from .render import Message
-from .service import build_llm_client
+from .service import build_agents, build_llm_client
 from .settings import Settings
 
 USER = "you"
@@ -60,6 +60,7 @@ async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO =
         llm=OpenAILLM(llm_client, model=settings.orch_model),
         config=settings.orchestrator_config(),
         notifier=surface,
+        agents=build_agents(settings),
     )
     conv = Conversation(orch)
     printer = asyncio.create_task(_print_events(orch, surface))

@@ -1,6 +1,7 @@
 """The orchestrator library: plan a request with an LLM, approve, run, report. No Slack inside."""
 
 from ._actions import LogNotifier, Notifier
+from ._agents import Agent
 from ._config import OrchestratorConfig
 from ._errors import (
     ConfigError,
@@ -26,6 +27,7 @@ from ._events import (
     TaskFinished,
     TaskSubmitted,
 )
+from ._hands import load_hands
 from ._llm import LLM, OpenAILLM
 from ._models import Completion, Step, Task, Transition
 from ._orchestrator import Orchestrator
@@ -42,6 +44,7 @@ __all__ = [
     "PHASE_TRANSITIONS",
     "STEP_TRANSITIONS",
     "Action",
+    "Agent",
     "Completion",
     "ConfigError",
     "ConfirmationRequested",
@@ -84,6 +87,7 @@ __all__ = [
     "TransitionError",
     "detect_isolation",
     "final_output",
+    "load_hands",
     "open_store",
     "plan_decision",
     "plan_text",

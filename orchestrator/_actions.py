@@ -1,4 +1,4 @@
-"""What each step action does: LLM actions, shell commands and notifications."""
+"""What each step action does: LLM actions, shell commands, notifications, coding agents."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ._agents import CodingAgents
 from ._config import OrchestratorConfig
 from ._errors import StepError
 from ._llm import LLM
@@ -45,17 +46,31 @@ class StepOutcome:
 class ActionRunner:
     """Runs one attempt of one step; retries and timeouts are the executor's."""
 
-    def __init__(self, llm: LLM, config: OrchestratorConfig, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        llm: LLM,
+        config: OrchestratorConfig,
+        notifier: Notifier,
+        *,
+        agents: CodingAgents | None = None,
+    ) -> None:
         self._llm = llm
         self._config = config
         self._notifier = notifier
+        self.agents = agents or CodingAgents()
         self.isolation: Isolation | None = None  # found by the orchestrator's start()
 
     def running_note(self, step: Step) -> str | None:
-        """What to record as a starting step's reason: how a shell command is held."""
-        if step.action is not Action.SHELL or self.isolation is None:
-            return None
-        return self.isolation.running_note
+        """What to record as a starting step's reason: how its process (shell, agent) is held."""
+        held = {Action.SHELL: self.isolation, Action.IMPLEMENT: self.agents.isolation}
+        isolation = held.get(step.action)
+        return isolation.running_note if isolation is not None else None
+
+    def timeout_s(self, step: Step) -> float:
+        """How long the step may run: an implement step, as long as its agents may take."""
+        if step.action is Action.IMPLEMENT:
+            return self.agents.timeout_s
+        return self._config.step_timeout_s
 
     async def run(self, task: Task, step: Step, inputs: Sequence[Step]) -> StepOutcome:
         """Do the step, given the completed steps it depends on."""
@@ -72,6 +87,8 @@ class ActionRunner:
                 output_cap=self._config.shell_output_cap,
             )
             return StepOutcome(output)
+        if step.action is Action.IMPLEMENT:
+            return StepOutcome(await self.agents.implement(step.input))
         await self._notifier.notify(task, step.input)
         return StepOutcome(f"posted: {step.input}")
 

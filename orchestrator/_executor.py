@@ -72,7 +72,7 @@ class Executor:
         for step in run.in_state(StepState.RUNNING):
             if step.action.has_side_effects:
                 why = f"{reason}; it may have run already"
-                if step.action is Action.SHELL:  # its stored reason says how it was held
+                if step.action in (Action.SHELL, Action.IMPLEMENT):  # its reason: how it was held
                     why += f"; {old_run_note(step.reason)}"
                 await self._steps.ask(run, step.id, why)
             else:
@@ -182,8 +182,10 @@ class Executor:
                 failed = run.in_state(StepState.FAILED)
                 if failed:
                     await self._settle(run)
-                    if run.replans >= self._config.max_replans:
-                        first = failed[0]
+                    # A failed implement step went through every coding agent: a person is next.
+                    escalated = [s for s in failed if s.action is Action.IMPLEMENT]
+                    if escalated or run.replans >= self._config.max_replans:
+                        first = (escalated or failed)[0]
                         return Phase.FAILED, f"step {first.id} failed: {first.reason}"
                     try:
                         await self._replan(run, failed)
@@ -252,15 +254,16 @@ class Executor:
         inputs = [run.steps[d] for d in step.depends_on]
         retries = 0
         last: OrchestratorError | None = None
+        timeout_s = self._actions.timeout_s(step)
         # Retries ride out an outage for as long as the step and the task may still run.
-        budget_s = min(cfg.step_timeout_s, run.started_at + cfg.task_timeout_s - time.time())
+        budget_s = min(timeout_s, run.started_at + cfg.task_timeout_s - time.time())
 
         def count_retry(err: OrchestratorError, _n: int) -> None:
             nonlocal retries, last
             retries, last = retries + 1, err
 
         try:
-            async with asyncio.timeout(cfg.step_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 outcome = await with_retries(
                     lambda: self._actions.run(run.task, step, inputs),
                     budget_s=budget_s,
@@ -269,7 +272,7 @@ class Executor:
                     on_retry=count_retry,
                 )
         except TimeoutError:
-            why = f"timed out after {cfg.step_timeout_s:g}s"
+            why = f"timed out after {timeout_s:g}s"
             if last is not None:
                 why += f" (tried {retries + 1} times; the last error: {last.reason})"
             await self._steps.fail(run, step.id, why)

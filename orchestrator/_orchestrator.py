@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 from ._actions import ActionRunner, LogNotifier, Notifier
+from ._agents import Agent, CodingAgents
 from ._config import OrchestratorConfig
 from ._errors import NotAllowedError, NotPendingError, OrchestratorError
 from ._events import Event, EventBus, PhaseChanged, TaskFinished, TaskSubmitted
@@ -39,16 +40,21 @@ class Orchestrator:
         config: OrchestratorConfig | None = None,
         notifier: Notifier | None = None,
         has_outbox: bool = False,
+        agents: Sequence[Agent] = (),
     ) -> None:
         """`has_outbox`: record what each task's thread must show (see `updates`), for a chat
-        client that delivers it durably; without it, events are all there is."""
+        client that delivers it durably; without it, events are all there is. `agents`: the
+        coding agents implement steps escalate through, in order (none: no implement steps)."""
         self.config = config or OrchestratorConfig()
         self._store = store
         self._bus = EventBus()
         self._has_outbox = has_outbox
-        self._planner = Planner(llm, self.config)
+        coding_agents = CodingAgents(agents, redactor=self.config.redactor)
+        self._planner = Planner(llm, self.config, agents=coding_agents)
         self._steps = StepWriter(store, self._bus, self.config, has_outbox=has_outbox)
-        self._actions = ActionRunner(llm, self.config, notifier or LogNotifier())
+        self._actions = ActionRunner(
+            llm, self.config, notifier or LogNotifier(), agents=coding_agents
+        )
         self._executor = Executor(
             store=store,
             bus=self._bus,
@@ -69,6 +75,7 @@ class Orchestrator:
         `ConfigError` when the sandbox is required (`shell_sandbox` bwrap) and cannot run."""
         self._actions.isolation = await detect_isolation(self.config.shell_sandbox)
         log.info("shell steps: %s", self._actions.isolation.description)
+        await self._actions.agents.start()
         await self._store.open()
         for task in await self._store.list_unclosed():
             await self._finish(task.id)  # ended, but a crash came before its steps were closed

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ._agents import CodingAgents
 from ._config import OrchestratorConfig
 from ._errors import LLMError, PlanningError, PlanValidationError, ShellRefusedError
 from ._graph import topological_order, validate_graph
@@ -37,14 +38,22 @@ class PlanResult:
 class Planner:
     """Asks the LLM for a plan, validates it and repairs it at most `REPAIR_ROUNDS` times."""
 
-    def __init__(self, llm: LLM, config: OrchestratorConfig) -> None:
+    def __init__(
+        self, llm: LLM, config: OrchestratorConfig, *, agents: CodingAgents | None = None
+    ) -> None:
         self._llm = llm
         self._config = config
+        self._agents = agents or CodingAgents()
 
     @property
     def actions(self) -> list[Action]:
-        """Actions a plan may use: shell only when some binary is allowed."""
-        return [a for a in Action if a is not Action.SHELL or self._config.is_shell_enabled]
+        """Actions a plan may use: shell only when some binary is allowed, implement only when
+        some coding agent is configured."""
+        offered = {
+            Action.SHELL: self._config.is_shell_enabled,
+            Action.IMPLEMENT: bool(self._agents.agents),
+        }
+        return [a for a in Action if offered.get(a, True)]
 
     async def build_plan(self, request: str) -> PlanResult:
         """A fresh plan for `request`."""
@@ -161,7 +170,7 @@ class Planner:
                 action=Action(s.action),
                 input=s.input,
                 depends_on=tuple(dict.fromkeys(s.depends_on)),
-                tier=assess_tier(Action(s.action), s.input, s.tier),
+                tier=self._tier(Action(s.action), s.input, s.tier),
                 state=StepState.PENDING,
                 plan_version=plan_version,
             )
@@ -173,6 +182,12 @@ class Planner:
                 raise PlanValidationError(f"step {step.id!r} depends on a step that did not run")
         ordered = topological_order(steps)
         return tuple(s.evolve(position=i) for i, s in enumerate(ordered))
+
+    def _tier(self, action: Action, command: str, proposed: str | None) -> Tier:
+        tier = assess_tier(action, command, proposed)
+        if action is Action.IMPLEMENT:  # any agent may end up running it: the riskiest counts
+            tier = max(tier, self._agents.tier, key=lambda t: t.rank)
+        return tier
 
     def _check_action(self, step_id: str, action: str, command: str) -> str | None:
         allowed = [a.value for a in self.actions]

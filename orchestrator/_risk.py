@@ -77,6 +77,8 @@ def floor_tier(action: Action, command: str) -> Tier:
     """The lowest tier a step of this action and input can have, by rule."""
     if action is Action.NOTIFY:
         return Tier.EXTERNAL if _OTHER_CHANNEL.search(command) else Tier.WRITE
+    if action is Action.IMPLEMENT:
+        return Tier.EXECUTE  # raised further by the agents' configured tiers (the planner's)
     if action is not Action.SHELL:
         return Tier.READ if action is not Action.WRITE else Tier.WRITE
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,14 @@ import pytest
 
 from bot.service import BotService
 from bot.settings import Settings
-from orchestrator import Notifier, OpenAILLM, Orchestrator, OrchestratorConfig, SqliteStore
+from orchestrator import (
+    Agent,
+    Notifier,
+    OpenAILLM,
+    Orchestrator,
+    OrchestratorConfig,
+    SqliteStore,
+)
 from tests.bot_steps import (
     SIGNING_SECRET,
     Delivery,
@@ -69,13 +76,16 @@ async def make_orchestrator(
     """Start orchestrators on one database file; all are closed at the end of the test."""
     started: list[Orchestrator] = []
 
-    async def make(notifier: Notifier | None = None, **config: Any) -> Orchestrator:
+    async def make(
+        notifier: Notifier | None = None, *, agents: Sequence[Agent] = (), **config: Any
+    ) -> Orchestrator:
         cfg = OrchestratorConfig(**{**TEST_CONFIG.__dict__, **config})
         orch = Orchestrator(
             store=SqliteStore(tmp_path / "orchestrator.db"),
             llm=OpenAILLM(openai_client, model=cfg.model),
             config=cfg,
             notifier=notifier,
+            agents=agents,
         )
         await orch.start()
         started.append(orch)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,6 +14,7 @@ from typing import Any
 
 from orchestrator import (
     Action,
+    Agent,
     ConfigError,
     Isolation,
     Orchestrator,
@@ -131,3 +135,51 @@ async def bwrap_works() -> bool:
         return await detect_isolation("bwrap") is Isolation.BWRAP
     except ConfigError:
         return False
+
+
+FAKE_AGENT = Path(__file__).resolve().parent / "fakes" / "coding_agent.py"
+
+
+def fake_agent(
+    name: str, then: str, *, style: str = "claude", record: Path, delay: float = 0.0, **kw: Any
+) -> Agent:
+    """A coding agent run by tests/fakes/coding_agent.py; it records what it got in `record`."""
+    config = fake_agent_config(then, style=style, record=record, delay=delay)
+    return Agent(name=name, command=config["command"], args=tuple(config["args"]), **kw)
+
+
+def fake_agent_config(
+    then: str, *, style: str = "claude", record: Path, delay: float = 0.0, **kw: Any
+) -> dict[str, Any]:
+    """The fake agent as an entry of the hands file's "agents" (see `fake_agent`)."""
+    args = ["--style", style, "--then", then, "--record", str(record), "--delay", str(delay)]
+    return {"command": sys.executable, "args": [str(FAKE_AGENT), *args, "--", "{spec}"], **kw}
+
+
+def init_repo(path: Path) -> Path:
+    """A real git work tree at `path` with one commit (README.md)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "README.md").write_text("a project\n")
+    for args in (
+        ["init", "-q"],
+        ["add", "README.md"],
+        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "start"],
+    ):
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
+    return path
+
+
+async def appears(path: Path, timeout: float = 10.0) -> None:
+    """Return once `path` exists (a fake agent's `started`, say)."""
+
+    async def exists() -> bool:
+        return await asyncio.to_thread(path.exists)
+
+    await eventually(exists, timeout)
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    """What each run of the fake agent got (spec, stdin, environment), in order."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
