@@ -15,6 +15,7 @@ from ._phases import Action
 from ._prompts import render_prompt
 from ._sandbox import Isolation
 from ._shell import run_command
+from ._tools import NoTools, Toolbox, fill_arguments
 
 log = logging.getLogger(__name__)
 # Each dependency's output is cut to this many characters in an LLM step's context.
@@ -45,10 +46,17 @@ class StepOutcome:
 class ActionRunner:
     """Runs one attempt of one step; retries and timeouts are the executor's."""
 
-    def __init__(self, llm: LLM, config: OrchestratorConfig, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        llm: LLM,
+        config: OrchestratorConfig,
+        notifier: Notifier,
+        toolbox: Toolbox | None = None,
+    ) -> None:
         self._llm = llm
         self._config = config
         self._notifier = notifier
+        self._toolbox = toolbox or NoTools()
         self.isolation: Isolation | None = None  # found by the orchestrator's start()
 
     def running_note(self, step: Step) -> str | None:
@@ -72,6 +80,9 @@ class ActionRunner:
                 output_cap=self._config.shell_output_cap,
             )
             return StepOutcome(output)
+        if step.action is Action.TOOL:
+            arguments = fill_arguments(step.input, {s.id: s.output for s in inputs})
+            return StepOutcome(await self._toolbox.call(step.tool, arguments))
         await self._notifier.notify(task, step.input)
         return StepOutcome(f"posted: {step.input}")
 

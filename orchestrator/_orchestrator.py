@@ -24,6 +24,7 @@ from ._steps import StepWriter
 from ._store import Store
 from ._summary import summary_text
 from ._thread import PLAN, ThreadUpdate, phase_slots
+from ._tools import Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,18 @@ class Orchestrator:
         config: OrchestratorConfig | None = None,
         notifier: Notifier | None = None,
         has_outbox: bool = False,
+        toolbox: Toolbox | None = None,
     ) -> None:
         """`has_outbox`: record what each task's thread must show (see `updates`), for a chat
-        client that delivers it durably; without it, events are all there is."""
+        client that delivers it durably; without it, events are all there is. `toolbox`: the
+        tools `tool` steps may call (started and closed by the caller)."""
         self.config = config or OrchestratorConfig()
         self._store = store
         self._bus = EventBus()
         self._has_outbox = has_outbox
-        self._planner = Planner(llm, self.config)
+        self._planner = Planner(llm, self.config, toolbox)
         self._steps = StepWriter(store, self._bus, self.config, has_outbox=has_outbox)
-        self._actions = ActionRunner(llm, self.config, notifier or LogNotifier())
+        self._actions = ActionRunner(llm, self.config, notifier or LogNotifier(), toolbox)
         self._executor = Executor(
             store=store,
             bus=self._bus,

@@ -50,6 +50,7 @@ class Action(StrEnum):
     REVIEW = "review"
     SHELL = "shell"
     NOTIFY = "notify"
+    TOOL = "tool"
 
     @property
     def is_llm(self) -> bool:
