@@ -48,6 +48,11 @@ def main(argv: list[str]) -> int:
         print(err, file=sys.stderr)
         return 2
     install_redaction(settings.redactor())
+    try:
+        settings.hands()  # a bad hands file stops every command, before anything starts
+    except ConfigError as err:
+        print(err.reason, file=sys.stderr)
+        return 2
     if command == "check":
         return asyncio.run(run_check(settings))
     needed = settings.llm_problems()

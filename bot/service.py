@@ -9,7 +9,7 @@ import openai
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from orchestrator import OpenAILLM, Orchestrator, open_store
+from orchestrator import McpToolbox, OpenAILLM, Orchestrator, open_store
 
 from .app import build_app
 from .conversation import Conversation
@@ -44,6 +44,7 @@ class BotService:
         redactor = settings.redactor()
         self.threads = SlackThreads(build_client(token, settings.slack_api_url), redactor=redactor)
         self._llm_client = build_llm_client(settings)
+        self.toolbox = McpToolbox(settings.hands().mcp_servers)
         self.orchestrator = Orchestrator(
             store=open_store(settings.database_url),
             llm=OpenAILLM(self._llm_client, model=settings.orch_model),
@@ -52,6 +53,7 @@ class BotService:
                 self.threads, has_live_user_mentions=settings.orch_notify_user_mentions
             ),
             has_outbox=True,
+            toolbox=self.toolbox,
         )
         outbox_client = build_client(token, settings.slack_api_url, retries=False)
         self._relay = Relay(
@@ -65,7 +67,9 @@ class BotService:
         self.http_port: int | None = None
 
     async def start(self) -> None:
-        """Listen to the orchestrator, recover its tasks and threads, then take requests."""
+        """Start the MCP servers, listen to the orchestrator, recover its tasks and threads, then
+        take requests."""
+        await self.toolbox.start()  # before recovery: a resumed task may call a tool
         self._relay_task = asyncio.create_task(self._relay.run(), name="relay")
         await self._relay.wait_ready()
         await self.orchestrator.start()
@@ -109,4 +113,5 @@ class BotService:
             await asyncio.gather(self._relay_task, return_exceptions=True)
         await self._relay.close()
         await self.orchestrator.close()
+        await self.toolbox.close()
         await self._llm_client.close()
