@@ -109,6 +109,19 @@ async def test_a_plan_with_bad_arguments_is_repaired_by_the_models_second_answer
     assert "the arguments do not fit time.get_current_time: timezone: 7 is not of type" in repair
 
 
+async def test_a_server_that_cannot_start_leaves_the_bot_serving_without_its_tools(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.responder = Router([Reply.plan(step("a"))])
+    hands = hands_file(tmp_path, {"broken": {"command": str(tmp_path / "no-such-server")}})
+    alice = await _alice(start_bot, fake_slack, hands)
+    ts = await alice.mention("do a")
+    await alice.press("approve_plan", await plan_in(fake_slack, ts))
+    await said(fake_slack, ts, "completed")
+    prompt = fake_openai.requests[0]["messages"][0]["content"]
+    assert prompt.rstrip().endswith("Tools a tool step may call:\nnone")
+
+
 async def test_a_server_killed_mid_call_fails_its_step_clearly(
     start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
