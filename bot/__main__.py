@@ -11,7 +11,7 @@ from orchestrator import ConfigError
 
 from .check import run_check
 from .logs import install_redaction, setup_logging
-from .service import BotService, build_agents
+from .service import BotService
 from .settings import Settings, SettingsError, load_settings
 from .shell import run_shell
 
@@ -48,15 +48,16 @@ def main(argv: list[str]) -> int:
         print(err, file=sys.stderr)
         return 2
     install_redaction(settings.redactor())
+    try:
+        settings.hands()  # a bad hands file stops every command, before anything starts
+    except ConfigError as err:
+        print(err.reason, file=sys.stderr)
+        return 2
     if command == "check":
         return asyncio.run(run_check(settings))
     needed = settings.llm_problems()
     if command == "run":
         needed = settings.slack_problems() + needed
-    try:
-        build_agents(settings)  # the hands file is read now, so a bad one stops start-up here
-    except ConfigError as err:
-        needed.append(err.reason)
     if needed:
         print("\n".join(needed), file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """`python -m bot check`: settings valid, Slack and the LLM reachable, how shell steps are held,
-which coding agents implement steps may use."""
+which MCP servers start and the tools they offer, and which coding agents implement steps
+may use."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TextIO
 import openai
 from slack_sdk.errors import SlackApiError
 
-from orchestrator import ConfigError, detect_isolation
+from orchestrator import ConfigError, McpToolbox, ServerStatus, detect_isolation
 
 from .service import build_agents, build_llm_client
 from .settings import Settings
@@ -25,6 +26,7 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
     if not settings.llm_problems():
         problems += await _check_llm(settings, out)
     problems += await _check_shell(settings, out)
+    problems += await _check_tools(settings, out)
     problems += _check_agents(settings, out)
     for problem in problems:
         print(f"problem: {problem}", file=out)
@@ -79,6 +81,43 @@ def _check_agents(settings: Settings, out: TextIO) -> list[str]:
         if agent.cwd is not None and not Path(agent.cwd).is_dir():
             problems.append(f'{where}: its "cwd" {agent.cwd} is not a folder; fix the path')
     return problems
+
+
+async def _check_tools(settings: Settings, out: TextIO) -> list[str]:
+    try:
+        servers = settings.hands().mcp_servers
+    except ConfigError as err:
+        return [err.reason]
+    if not servers:
+        print("mcp: no servers (ORCH_MCP_CONFIG names none)", file=out)
+        return []
+    toolbox = McpToolbox(servers)
+    try:
+        await toolbox.start()
+        statuses = toolbox.status()
+    finally:
+        await toolbox.close()
+    problems = []
+    for status in statuses:
+        _print_server(status, out)
+        if not status.is_up:
+            problems.append(
+                f"ORCH_MCP_CONFIG: MCP server {status.name} cannot start ({status.problem}); "
+                "fix its command, args, env or url"
+            )
+    return problems
+
+
+def _print_server(status: ServerStatus, out: TextIO) -> None:
+    if not status.is_up:
+        print(f"mcp {status.name}: cannot start: {status.problem}", file=out)
+        return
+    print(f"mcp {status.name}: started; {len(status.tools)} tools", file=out)
+    for tool in status.tools:
+        whose = " (set in the file)" if tool.is_fixed else ""
+        print(f"mcp   {tool.name}: {tool.tier.value}{whose}", file=out)
+    for name in status.missing:
+        print(f'mcp   {status.name}.{name}: named in "tools" but not served', file=out)
 
 
 async def _check_llm(settings: Settings, out: TextIO) -> list[str]:

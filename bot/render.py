@@ -6,7 +6,9 @@ never ping or link; only the bot's own mentions of people and date tokens are li
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +21,24 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from orchestrator import Phase, Step, StepState, Task, Transition, final_output
+from orchestrator import (
+    Action,
+    Phase,
+    Step,
+    StepError,
+    StepState,
+    Task,
+    Transition,
+    fill_arguments,
+    final_output,
+)
 
 from .mrkdwn import cut, escape, escape_except_user_mentions, fit, shorten
 
 MAX_BLOCKS = 50  # Slack: at most 50 blocks per message
 MAX_TEXT = 3900  # Slack: keep a message's text under 4,000 characters
 SECTION_CHARS = 3000  # Slack: a section's text is at most 3,000 characters
+CALL_CHARS = 2500  # a tool call asking to run, shown whole up to this (one section holds it)
 
 APPROVE, REJECT = "approve_plan", "reject_plan"
 RUN_STEP, SKIP_STEP = "run_step", "skip_step"
@@ -93,8 +106,18 @@ def _step_parts(steps: Sequence[Step], *, is_code: bool) -> list[tuple[str, str]
         code = "`" if is_code else ""
         action = f"{code}{s.action.value}{code}"
         head = f"{n}. [{_id(s.id)}] {action} · {s.tier.value} · waits for {waits}: "
-        parts.append((head, s.description))
+        body = f"{s.description} — {_tool_call(s)}" if s.action is Action.TOOL else s.description
+        parts.append((head, body))
     return parts
+
+
+def _tool_call(step: Step, outputs: Mapping[str, str | None] | None = None) -> str:
+    """A tool step as server.tool(arguments), plain; each {{id}} filled from `outputs`, if given."""
+    arguments = step.input
+    if outputs is not None:
+        with contextlib.suppress(StepError):  # not a JSON object: shown as stored
+            arguments = json.dumps(fill_arguments(step.input, outputs), ensure_ascii=False)
+    return f"{step.tool}({arguments})"
 
 
 def _plan_lines(task: Task, *, is_blocks: bool, limit: int = MAX_TEXT) -> list[str]:
@@ -166,10 +189,15 @@ def progress(task: Task) -> Message:
 def confirmation(task: Task, step: Step, reason: str | None) -> Message:
     """A risky step asks before it runs: Run step / Skip."""
     value = f"{task.id}|{step.id}"
-    ask = (
-        f"Step {_id(step.id)} ({step.action.value}, {step.tier.value}) wants to run: "
-        f"{cut(step.input, 1500)}"
-    )
+    ask = f"Step {_id(step.id)} ({step.action.value}, {step.tier.value}) wants to run: "
+    if step.action is Action.TOOL:
+        # The exact call, after {{…}} substitution: whitespace kept, cut only past a section.
+        call = escape(_tool_call(step, {s.id: s.output for s in task.steps}))
+        ask += shorten(call, CALL_CHARS)
+        if len(call) > CALL_CHARS:
+            ask += f"\n(the call is cut here: {len(call)} characters in all)"
+    else:
+        ask += cut(step.input, 1500)
     if reason:
         ask += f"\n({cut(reason, 300)})"
     buttons = ActionsBlock(

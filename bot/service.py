@@ -9,7 +9,7 @@ import openai
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from orchestrator import Agent, OpenAILLM, Orchestrator, load_hands, open_store
+from orchestrator import Agent, McpToolbox, OpenAILLM, Orchestrator, open_store
 
 from .app import build_app
 from .conversation import Conversation
@@ -34,8 +34,7 @@ def build_llm_client(settings: Settings) -> openai.AsyncOpenAI:
 
 def build_agents(settings: Settings) -> list[Agent]:
     """The hands file's coding agents, in escalation order; ConfigError when the file is bad."""
-    hands = load_hands(settings.orch_mcp_config)
-    return [Agent.from_config(name, config) for name, config in hands.agents.items()]
+    return [Agent.from_config(name, config) for name, config in settings.hands().agents.items()]
 
 
 class BotService:
@@ -50,6 +49,7 @@ class BotService:
         redactor = settings.redactor()
         self.threads = SlackThreads(build_client(token, settings.slack_api_url), redactor=redactor)
         self._llm_client = build_llm_client(settings)
+        self.toolbox = McpToolbox(settings.hands().mcp_servers)
         self.orchestrator = Orchestrator(
             store=open_store(settings.database_url),
             llm=OpenAILLM(self._llm_client, model=settings.orch_model),
@@ -58,6 +58,7 @@ class BotService:
                 self.threads, has_live_user_mentions=settings.orch_notify_user_mentions
             ),
             has_outbox=True,
+            toolbox=self.toolbox,
             agents=build_agents(settings),
         )
         outbox_client = build_client(token, settings.slack_api_url, retries=False)
@@ -72,7 +73,9 @@ class BotService:
         self.http_port: int | None = None
 
     async def start(self) -> None:
-        """Listen to the orchestrator, recover its tasks and threads, then take requests."""
+        """Start the MCP servers, listen to the orchestrator, recover its tasks and threads, then
+        take requests."""
+        await self.toolbox.start()  # before recovery: a resumed task may call a tool
         self._relay_task = asyncio.create_task(self._relay.run(), name="relay")
         await self._relay.wait_ready()
         await self.orchestrator.start()
@@ -116,4 +119,5 @@ class BotService:
             await asyncio.gather(self._relay_task, return_exceptions=True)
         await self._relay.close()
         await self.orchestrator.close()
+        await self.toolbox.close()
         await self._llm_client.close()

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator import OrchestratorConfig, Redactor, SandboxMode
+from orchestrator import HandsConfig, OrchestratorConfig, Redactor, SandboxMode, load_hands
 
 CommaSet = Annotated[frozenset[str], NoDecode]
 
@@ -88,6 +88,10 @@ class Settings(BaseSettings):
             approvers=self.orch_approvers,
             redactor=self.redactor(),
         )
+
+    def hands(self) -> HandsConfig:
+        """The file ORCH_MCP_CONFIG names (empty when unset); `ConfigError` naming what is wrong."""
+        return load_hands(self.orch_mcp_config)
 
     def redactor(self) -> Redactor:
         """Masks the value of every secret setting (tokens, signing secret, keys)."""

@@ -9,6 +9,7 @@ from typing import TextIO
 from orchestrator import (
     ConfirmationRequested,
     Event,
+    McpToolbox,
     OpenAILLM,
     Orchestrator,
     Phase,
@@ -55,23 +56,27 @@ async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO =
     """Read requests and commands line by line until end of input; exit code 0."""
     surface = TerminalSurface(out)
     llm_client = build_llm_client(settings)
+    toolbox = McpToolbox(settings.hands().mcp_servers)
     orch = Orchestrator(
         store=open_store(settings.database_url),
         llm=OpenAILLM(llm_client, model=settings.orch_model),
         config=settings.orchestrator_config(),
         notifier=surface,
+        toolbox=toolbox,
         agents=build_agents(settings),
     )
     conv = Conversation(orch)
     printer = asyncio.create_task(_print_events(orch, surface))
     await asyncio.sleep(0)  # let the printer subscribe before any task starts
     try:
+        await toolbox.start()
         await orch.start()
         surface.show(render.shell_help())
         while line := await asyncio.to_thread(stdin.readline):
             await _handle_line(line.strip(), conv, surface)
     finally:
         await orch.close()
+        await toolbox.close()
         printer.cancel()
         await asyncio.gather(printer, return_exceptions=True)
         await llm_client.close()

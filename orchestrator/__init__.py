@@ -27,8 +27,10 @@ from ._events import (
     TaskFinished,
     TaskSubmitted,
 )
-from ._hands import load_hands
+from ._hands import HandsConfig, McpServerConfig, load_hands
 from ._llm import LLM, OpenAILLM
+from ._mcp import McpToolbox
+from ._mcp_connection import ServerStatus
 from ._models import Completion, Step, Task, Transition
 from ._orchestrator import Orchestrator
 from ._phases import PHASE_TRANSITIONS, STEP_TRANSITIONS, Action, Phase, StepState, Tier
@@ -38,6 +40,7 @@ from ._sqlite import SqliteStore
 from ._store import Store, open_store
 from ._summary import final_output, plan_text, step_line, summary_text
 from ._thread import Slot, SlotKind, ThreadUpdate, plan_decision, replan_reason, step_decisions
+from ._tools import Toolbox, ToolSpec, fill_arguments
 
 __all__ = [
     "LLM",
@@ -50,9 +53,12 @@ __all__ = [
     "ConfirmationRequested",
     "DuplicateMessageError",
     "Event",
+    "HandsConfig",
     "Isolation",
     "LLMError",
     "LogNotifier",
+    "McpServerConfig",
+    "McpToolbox",
     "NotAllowedError",
     "NotPendingError",
     "Notifier",
@@ -67,6 +73,7 @@ __all__ = [
     "PlanningError",
     "Redactor",
     "SandboxMode",
+    "ServerStatus",
     "ShellRefusedError",
     "Slot",
     "SlotKind",
@@ -83,9 +90,12 @@ __all__ = [
     "TaskSubmitted",
     "ThreadUpdate",
     "Tier",
+    "ToolSpec",
+    "Toolbox",
     "Transition",
     "TransitionError",
     "detect_isolation",
+    "fill_arguments",
     "final_output",
     "load_hands",
     "open_store",

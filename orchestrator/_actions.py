@@ -16,6 +16,7 @@ from ._phases import Action
 from ._prompts import render_prompt
 from ._sandbox import Isolation
 from ._shell import run_command
+from ._tools import NoTools, Toolbox, fill_arguments
 
 log = logging.getLogger(__name__)
 # Each dependency's output is cut to this many characters in an LLM step's context.
@@ -52,11 +53,13 @@ class ActionRunner:
         config: OrchestratorConfig,
         notifier: Notifier,
         *,
+        toolbox: Toolbox | None = None,
         agents: CodingAgents | None = None,
     ) -> None:
         self._llm = llm
         self._config = config
         self._notifier = notifier
+        self._toolbox = toolbox or NoTools()
         self.agents = agents or CodingAgents()
         self.isolation: Isolation | None = None  # found by the orchestrator's start()
 
@@ -87,6 +90,9 @@ class ActionRunner:
                 output_cap=self._config.shell_output_cap,
             )
             return StepOutcome(output)
+        if step.action is Action.TOOL:
+            arguments = fill_arguments(step.input, {s.id: s.output for s in inputs})
+            return StepOutcome(await self._toolbox.call(step.tool, arguments))
         if step.action is Action.IMPLEMENT:
             return StepOutcome(await self.agents.implement(step.input))
         await self._notifier.notify(task, step.input)

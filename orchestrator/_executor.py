@@ -70,7 +70,7 @@ class Executor:
         run = TaskRun.of(task, started_at=started_at)
         reason = "interrupted by a restart"
         for step in run.in_state(StepState.RUNNING):
-            if step.action.has_side_effects:
+            if step.has_side_effects:
                 why = f"{reason}; it may have run already"
                 if step.action in (Action.SHELL, Action.IMPLEMENT):  # its reason: how it was held
                     why += f"; {old_run_note(step.reason)}"

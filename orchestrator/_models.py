@@ -24,6 +24,7 @@ class StepSpec(BaseModel):
     input: str = ""
     depends_on: list[str] = Field(default_factory=list)
     tier: str | None = None
+    tool: str = ""  # "server.tool" for a tool step
 
 
 class PlanSpec(BaseModel):
@@ -53,6 +54,14 @@ class Step:
     is_superseded: bool = False
     confirm_deadline: float | None = None
     asks: int = 0  # how many times it has asked a person to run or skip it
+    tool: str = ""  # "server.tool" for a tool step, else empty
+
+    @property
+    def has_side_effects(self) -> bool:
+        """Whether running it twice could do something twice: a read-only tool cannot."""
+        if self.action is Action.TOOL and self.tier is Tier.READ:
+            return False
+        return self.action.has_side_effects
 
     def evolve(self, **changes: Any) -> Step:
         """A copy with some fields changed."""

@@ -25,6 +25,7 @@ from ._steps import StepWriter
 from ._store import Store
 from ._summary import summary_text
 from ._thread import PLAN, ThreadUpdate, phase_slots
+from ._tools import Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +41,22 @@ class Orchestrator:
         config: OrchestratorConfig | None = None,
         notifier: Notifier | None = None,
         has_outbox: bool = False,
+        toolbox: Toolbox | None = None,
         agents: Sequence[Agent] = (),
     ) -> None:
         """`has_outbox`: record what each task's thread must show (see `updates`), for a chat
-        client that delivers it durably; without it, events are all there is. `agents`: the
-        coding agents implement steps escalate through, in order (none: no implement steps)."""
+        client that delivers it durably; without it, events are all there is. `toolbox`: the
+        tools `tool` steps may call (started and closed by the caller). `agents`: the coding
+        agents implement steps escalate through, in order (none: no implement steps)."""
         self.config = config or OrchestratorConfig()
         self._store = store
         self._bus = EventBus()
         self._has_outbox = has_outbox
         coding_agents = CodingAgents(agents, redactor=self.config.redactor)
-        self._planner = Planner(llm, self.config, agents=coding_agents)
+        self._planner = Planner(llm, self.config, toolbox=toolbox, agents=coding_agents)
         self._steps = StepWriter(store, self._bus, self.config, has_outbox=has_outbox)
         self._actions = ActionRunner(
-            llm, self.config, notifier or LogNotifier(), agents=coding_agents
+            llm, self.config, notifier or LogNotifier(), toolbox=toolbox, agents=coding_agents
         )
         self._executor = Executor(
             store=store,

@@ -50,6 +50,7 @@ class Action(StrEnum):
     REVIEW = "review"
     SHELL = "shell"
     NOTIFY = "notify"
+    TOOL = "tool"
     IMPLEMENT = "implement"  # a coding agent carries out a specification (see `_agents`)
 
     @property

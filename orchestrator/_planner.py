@@ -16,12 +16,13 @@ from ._config import OrchestratorConfig
 from ._errors import LLMError, PlanningError, PlanValidationError, ShellRefusedError
 from ._graph import topological_order, validate_graph
 from ._llm import LLM, Message
-from ._models import Completion, PlanSpec, Step
+from ._models import Completion, PlanSpec, Step, StepSpec
 from ._phases import Action, StepState, Tier
 from ._prompts import render_prompt
 from ._retry import with_retries
-from ._risk import assess_tier
+from ._risk import assess_tier, tool_tier
 from ._shell import parse_command
+from ._tools import NoTools, Toolbox, ToolSpec, check_tool_step, describe_tools, parse_arguments
 
 REPAIR_ROUNDS = 2
 _FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
@@ -39,18 +40,25 @@ class Planner:
     """Asks the LLM for a plan, validates it and repairs it at most `REPAIR_ROUNDS` times."""
 
     def __init__(
-        self, llm: LLM, config: OrchestratorConfig, *, agents: CodingAgents | None = None
+        self,
+        llm: LLM,
+        config: OrchestratorConfig,
+        *,
+        toolbox: Toolbox | None = None,
+        agents: CodingAgents | None = None,
     ) -> None:
         self._llm = llm
         self._config = config
+        self._toolbox = toolbox or NoTools()
         self._agents = agents or CodingAgents()
 
     @property
     def actions(self) -> list[Action]:
-        """Actions a plan may use: shell only when some binary is allowed, implement only when
-        some coding agent is configured."""
+        """Actions a plan may use: shell only when some binary is allowed, tool when some tool
+        is available, implement only when some coding agent is configured."""
         offered = {
             Action.SHELL: self._config.is_shell_enabled,
+            Action.TOOL: bool(self._toolbox.tools()),
             Action.IMPLEMENT: bool(self._agents.agents),
         }
         return [a for a in Action if offered.get(a, True)]
@@ -101,6 +109,7 @@ class Planner:
             actions=", ".join(a.value for a in self.actions),
             shell_allow=", ".join(sorted(self._config.shell_allow)) or "none (shell is off)",
             max_steps=self._config.max_steps,
+            tools=describe_tools(self._toolbox.tools()),
         )
         return {"role": "system", "content": content}
 
@@ -160,22 +169,11 @@ class Planner:
             spec = PlanSpec.model_validate(extract_json(text))
         except ValidationError as err:
             raise PlanValidationError(_describe(err)) from err
-        problems = [self._check_action(s.id, s.action, s.input) for s in spec.steps]
+        tools = {t.name: t for t in self._toolbox.tools()}
+        problems = [self._check_action(s, tools) for s in spec.steps]
         if any(problems):
             raise PlanValidationError("; ".join(p for p in problems if p))
-        steps = [
-            Step(
-                id=s.id,
-                description=s.description,
-                action=Action(s.action),
-                input=s.input,
-                depends_on=tuple(dict.fromkeys(s.depends_on)),
-                tier=self._tier(Action(s.action), s.input, s.tier),
-                state=StepState.PENDING,
-                plan_version=plan_version,
-            )
-            for s in spec.steps
-        ]
+        steps = [self._step(s, tools.get(s.tool), plan_version) for s in spec.steps]
         validate_graph(steps, max_steps=self._config.max_steps, outside_ids={*outside, *taken})
         for step in steps:
             if any(d in taken for d in step.depends_on):
@@ -183,22 +181,41 @@ class Planner:
         ordered = topological_order(steps)
         return tuple(s.evolve(position=i) for i, s in enumerate(ordered))
 
-    def _tier(self, action: Action, command: str, proposed: str | None) -> Tier:
-        tier = assess_tier(action, command, proposed)
-        if action is Action.IMPLEMENT:  # any agent may end up running it: the riskiest counts
-            tier = max(tier, self._agents.tier, key=lambda t: t.rank)
-        return tier
-
-    def _check_action(self, step_id: str, action: str, command: str) -> str | None:
+    def _check_action(self, spec: StepSpec, tools: dict[str, ToolSpec]) -> str | None:
+        step_id, action = spec.id, spec.action
         allowed = [a.value for a in self.actions]
         if action not in allowed:
             return f"step {step_id!r} has action {action!r}; use one of {', '.join(allowed)}"
         if action == Action.SHELL.value:
             try:
-                parse_command(command, self._config.shell_allow)
+                parse_command(spec.input, self._config.shell_allow)
             except ShellRefusedError as err:
                 return f"step {step_id!r}: {err.reason}"
+        if action == Action.TOOL.value:
+            tool = tools.get(spec.tool)
+            return check_tool_step(step_id, tool, spec.tool, spec.input, spec.depends_on)
         return None
+
+    def _step(self, spec: StepSpec, tool: ToolSpec | None, plan_version: int) -> Step:
+        """A checked step as stored; a tool step names its tool, its arguments re-serialised."""
+        action = Action(spec.action)
+        step = Step(
+            id=spec.id,
+            description=spec.description,
+            action=action,
+            input=spec.input,
+            depends_on=tuple(dict.fromkeys(spec.depends_on)),
+            tier=assess_tier(action, spec.input, spec.tier),
+            state=StepState.PENDING,
+            plan_version=plan_version,
+        )
+        if action is Action.IMPLEMENT:  # any agent may end up running it: the riskiest counts
+            return step.evolve(tier=max(step.tier, self._agents.tier, key=lambda t: t.rank))
+        if action is not Action.TOOL or tool is None:
+            return step
+        arguments = json.dumps(parse_arguments(spec.input), ensure_ascii=False)
+        tier = tool_tier(tool.tier, spec.tier, is_fixed=tool.is_fixed)
+        return step.evolve(input=arguments, tier=tier, tool=tool.name)
 
 
 def plan_schema(actions: Sequence[Action]) -> dict[str, Any]:
@@ -206,11 +223,12 @@ def plan_schema(actions: Sequence[Action]) -> dict[str, Any]:
     step = {
         "type": "object",
         "additionalProperties": False,
-        "required": ["id", "description", "action", "input", "depends_on", "tier"],
+        "required": ["id", "description", "action", "tool", "input", "depends_on", "tier"],
         "properties": {
             "id": {"type": "string"},
             "description": {"type": "string"},
             "action": {"type": "string", "enum": [a.value for a in actions]},
+            "tool": {"type": "string"},
             "input": {"type": "string"},
             "depends_on": {"type": "array", "items": {"type": "string"}},
             "tier": {"type": "string", "enum": [t.value for t in Tier]},

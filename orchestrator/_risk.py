@@ -79,6 +79,8 @@ def floor_tier(action: Action, command: str) -> Tier:
         return Tier.EXTERNAL if _OTHER_CHANNEL.search(command) else Tier.WRITE
     if action is Action.IMPLEMENT:
         return Tier.EXECUTE  # raised further by the agents' configured tiers (the planner's)
+    if action is Action.TOOL:
+        return Tier.DESTRUCTIVE  # a tool's tier comes from its server (`tool_tier`); unknown here
     if action is not Action.SHELL:
         return Tier.READ if action is not Action.WRITE else Tier.WRITE
     try:
@@ -125,3 +127,24 @@ def assess_tier(action: Action, command: str, proposed: str | None) -> Tier:
     """The step's tier: the higher of the LLM's proposal and the rule's floor."""
     tiers = (parse_tier(proposed), floor_tier(action, command))
     return max(tiers, key=lambda t: t.rank)
+
+
+def annotated_tier(
+    *, read_only: bool | None, destructive: bool | None, open_world: bool | None
+) -> Tier:
+    """A tool's floor from its annotations, read with the MCP spec's defaults for what is absent
+    (not read-only, destructive, open world): an unannotated tool is destructive."""
+    if read_only:
+        return Tier.READ
+    if destructive is not False:
+        return Tier.DESTRUCTIVE
+    if open_world is not False:
+        return Tier.EXTERNAL
+    return Tier.WRITE
+
+
+def tool_tier(floor: Tier, proposed: str | None, *, is_fixed: bool) -> Tier:
+    """A tool step's tier: the operator's when fixed, else the higher of the LLM's and the floor."""
+    if is_fixed:
+        return floor
+    return max((parse_tier(proposed), floor), key=lambda t: t.rank)

@@ -77,4 +77,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_unsent ON outbox (task_id, seq) WHERE version > sent_version;
     """,
+    # v3: the tool a tool step calls ("server.tool").
+    """
+    ALTER TABLE steps ADD COLUMN tool TEXT NOT NULL DEFAULT '';
+    """,
 )

@@ -25,7 +25,7 @@ _TASK_COLUMNS = (
 )
 _STEP_COLUMNS = (
     "task_id, id, position, plan_version, description, action, input, depends_on, tier, "
-    "state, output, reason, attempts, is_superseded, confirm_deadline, asks"
+    "state, output, reason, attempts, is_superseded, confirm_deadline, asks, tool"
 )
 _TERMINAL = tuple(p.value for p in Phase if p.is_terminal)
 _OPEN_STATES = tuple(s.value for s in StepState if not s.is_terminal)
@@ -427,7 +427,7 @@ def _step_row(task_id: str, s: Step) -> tuple[Any, ...]:
     return (
         task_id, s.id, s.position, s.plan_version, s.description, s.action.value, s.input,
         json.dumps(list(s.depends_on)), s.tier.value, s.state.value, s.output, s.reason,
-        s.attempts, int(s.is_superseded), s.confirm_deadline, s.asks,
+        s.attempts, int(s.is_superseded), s.confirm_deadline, s.asks, s.tool,
     )  # fmt: skip
 
 
@@ -436,5 +436,5 @@ def _step_from_row(r: Any) -> Step:
         id=r[1], position=r[2], plan_version=r[3], description=r[4], action=Action(r[5]),
         input=r[6], depends_on=tuple(json.loads(r[7])), tier=Tier(r[8]), state=StepState(r[9]),
         output=r[10], reason=r[11], attempts=r[12], is_superseded=bool(r[13]),
-        confirm_deadline=r[14], asks=r[15],
+        confirm_deadline=r[14], asks=r[15], tool=r[16],
     )  # fmt: skip

@@ -13,11 +13,14 @@ from bot.service import BotService
 from bot.settings import Settings
 from orchestrator import (
     Agent,
+    HandsConfig,
+    McpToolbox,
     Notifier,
     OpenAILLM,
     Orchestrator,
     OrchestratorConfig,
     SqliteStore,
+    Toolbox,
 )
 from tests.bot_steps import (
     SIGNING_SECRET,
@@ -77,7 +80,11 @@ async def make_orchestrator(
     started: list[Orchestrator] = []
 
     async def make(
-        notifier: Notifier | None = None, *, agents: Sequence[Agent] = (), **config: Any
+        notifier: Notifier | None = None,
+        *,
+        toolbox: Toolbox | None = None,
+        agents: Sequence[Agent] = (),
+        **config: Any,
     ) -> Orchestrator:
         cfg = OrchestratorConfig(**{**TEST_CONFIG.__dict__, **config})
         orch = Orchestrator(
@@ -85,6 +92,7 @@ async def make_orchestrator(
             llm=OpenAILLM(openai_client, model=cfg.model),
             config=cfg,
             notifier=notifier,
+            toolbox=toolbox,
             agents=agents,
         )
         await orch.start()
@@ -159,3 +167,23 @@ async def open_bot(
         return HttpDelivery(f"http://127.0.0.1:{service.http_port}/slack/events")
 
     return open_
+
+
+OpenToolbox = Callable[..., Awaitable[McpToolbox]]
+
+
+@pytest.fixture
+async def open_toolbox() -> AsyncIterator[OpenToolbox]:
+    """Start toolboxes over the given MCP servers (quick restarts); all closed at the end."""
+    opened: list[McpToolbox] = []
+
+    async def open_(servers: dict[str, Any], **options: Any) -> McpToolbox:
+        hands = HandsConfig.model_validate({"mcpServers": servers})
+        toolbox = McpToolbox(hands.mcp_servers, **{"restart_base_s": 0.05, **options})
+        opened.append(toolbox)
+        await toolbox.start()
+        return toolbox
+
+    yield open_
+    for toolbox in opened:
+        await toolbox.close()

@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,15 @@ def step(
         "input": kw.get("input", id),
         "depends_on": list(deps),
         "tier": tier,
+        **({"tool": kw["tool"]} if "tool" in kw else {}),
     }
+
+
+def tool_step(
+    id: str, tool: str, arguments: dict[str, Any], *deps: str, tier: str = "read"
+) -> dict[str, Any]:
+    """A tool step of a plan as the LLM would send it: its arguments as a JSON string."""
+    return step(id, *deps, action="tool", tier=tier, tool=tool, input=json.dumps(arguments))
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -183,3 +192,59 @@ def records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+FAKE_MCP_SERVER = Path(__file__).resolve().parent / "fakes" / "mcp_server.py"
+
+
+def fake_mcp(log: Path, **keys: Any) -> dict[str, Any]:
+    """The hands file's entry for the tests' own MCP server over stdio, logging calls to `log`."""
+    return {
+        "command": sys.executable,
+        "args": [str(FAKE_MCP_SERVER)],
+        "env": {"FAKE_MCP_LOG": str(log)},
+        **keys,
+    }
+
+
+def time_mcp(**keys: Any) -> dict[str, Any]:
+    """The hands file's entry for mcp-server-time (read-only tools), in UTC."""
+    return {
+        "command": sys.executable,
+        "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
+        **keys,
+    }
+
+
+def hands_file(folder: Path, servers: dict[str, Any]) -> Path:
+    """A hands file (ORCH_MCP_CONFIG) naming `servers`."""
+    path = folder / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": servers}), encoding="utf-8")
+    return path
+
+
+@asynccontextmanager
+async def http_mcp(log: Path, token: str | None = None) -> AsyncIterator[str]:
+    """The tests' own MCP server over Streamable HTTP on a free port; yields its URL."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(FAKE_MCP_SERVER),
+        "--http",
+        *([token] if token else []),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "FAKE_MCP_LOG": str(log)},
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(15):
+            url = (await proc.stdout.readline()).decode().strip()
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+def logged(log: Path) -> list[str]:
+    """What the tests' own MCP server logged: one `pid event` line per start and call."""
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else []

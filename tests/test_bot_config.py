@@ -214,3 +214,21 @@ async def test_check_names_each_problem_and_how_to_fix_it(
     problems = [line for line in out.getvalue().splitlines() if line.startswith("problem:")]
     assert [p.split(":")[1].strip() for p in problems] == ["SLACK_BOT_TOKEN", "ORCH_MODEL"]
     assert "xoxp-user-token" not in out.getvalue()
+
+
+@pytest.mark.parametrize("command", ["run", "check", "shell"])
+def test_a_bad_hands_file_stops_the_bot_with_one_line_naming_it(
+    command: str, tmp_path: Path
+) -> None:
+    hands = tmp_path / "mcp.json"
+    hands.write_text('{"mcpServers": {"files": {"command": "x", "tiers": {"rm": "harmless"}}}}')
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_APP_TOKEN": "xapp-test",
+        "OPENAI_API_KEY": "test-key",
+        "ORCH_MCP_CONFIG": str(hands),
+    }
+    result = _run_bot(command, env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"ORCH_MCP_CONFIG ({hands}): mcpServers.files.tiers.rm: Input should be")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router
-from tests.helpers import step
+from tests.helpers import hands_file, step, time_mcp, tool_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,6 +125,26 @@ async def test_the_terminal_shows_angle_brackets_and_ampersands_as_typed(
     out = await term.read_until("Result: ")
     assert "[a] completed: use <strong> & <em>; &lt; stays as written" in out
     assert "&amp;" not in out
+    assert term.proc.stdin is not None
+    term.proc.stdin.close()
+    assert await asyncio.wait_for(term.proc.wait(), 10) == 0
+
+
+@pytest.mark.timeout(30)
+async def test_the_terminal_starts_the_mcp_servers_and_runs_tool_steps(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.responder = Router(
+        [Reply.plan(tool_step("now", "time.get_current_time", {"timezone": "Asia/Tokyo"}))]
+    )
+    hands = hands_file(tmp_path, {"time": time_mcp()})
+    term = await _start(fake_openai, tmp_path, ORCH_MCP_CONFIG=str(hands))
+    await term.type("the time in Tokyo")
+    out = await term.read_until("Type approve or reject.")
+    assert 'tool · read · waits for nothing: do now — time.get_current_time({"timezone": ' in out
+    await term.type("approve")
+    out = await term.read_until("completed. Summary:")
+    assert '"timezone": "Asia/Tokyo"' in out
     assert term.proc.stdin is not None
     term.proc.stdin.close()
     assert await asyncio.wait_for(term.proc.wait(), 10) == 0

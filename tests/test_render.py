@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from hypothesis import given
@@ -178,3 +179,43 @@ def test_a_failed_task_names_the_phase_and_reason_first() -> None:
     task = task.__class__(**{**task.__dict__, "reason": "step s0 failed: boom"})
     assert render.summary(task).text.startswith("failed: step s0 failed: boom. Summary:")
     assert render.phase(task).text == "failed: step s0 failed: boom"
+
+
+def _tool_task(arguments: str, earlier_output: str) -> Task:
+    task = _task(["find it"])
+    call = Step(
+        id="call",
+        description="call the tool",
+        action=Action.TOOL,
+        input=arguments,
+        depends_on=("s0",),
+        tier=Tier.DESTRUCTIVE,
+        position=1,
+        state=StepState.AWAITING_CONFIRMATION,
+        tool="fake.record",
+    )
+    done = task.steps[0].__class__(**{**task.steps[0].__dict__, "output": earlier_output})
+    return task.__class__(**{**task.__dict__, "steps": (done, call)})
+
+
+def test_a_tool_step_shows_its_call_in_the_plan_escaped_and_cut_to_fit() -> None:
+    short = _tool_task(json.dumps({"text": "{{s0}} <!here>"}), "x")
+    assert '— fake.record({"text": "{{s0}} &lt;!here&gt;"})' in render.plan(short).text
+    long = _tool_task(json.dumps({"text": "y" * 9000}), "x")
+    for message in (render.plan(long), render.replanned(long, 1, None)):
+        assert_valid_message({"text": message.text, "blocks": message.blocks})
+        assert 'call the tool — fake.record({"text": "yyy' in message.text
+
+
+def test_a_tool_prompt_shows_the_exact_call_after_filling_and_says_when_it_is_cut() -> None:
+    task = _tool_task(json.dumps({"text": "from s0: {{s0}}", "n": 2}), "two  spaces\n<!channel>")
+    ask = render.confirmation(task, task.step("call"), None)
+    assert ask.text.startswith(
+        'Step call (tool, destructive) wants to run: fake.record({"text": "from s0: two  spaces'
+        '\\n&lt;!channel&gt;", "n": 2})'
+    )
+    assert_nothing_live({"text": ask.text, "blocks": ask.blocks})
+    huge = _tool_task(json.dumps({"text": "{{s0}}"}), "z" * 5000)
+    ask = render.confirmation(huge, huge.step("call"), "destructive step: run or skip?")
+    assert_valid_message({"text": ask.text, "blocks": ask.blocks})
+    assert "(the call is cut here: 5025 characters in all)" in ask.text
