@@ -1,5 +1,8 @@
 """The orchestrator library: plan a request with an LLM, approve, run, report. No Slack inside."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._actions import LogNotifier, Notifier
 from ._agents import Agent
 from ._config import OrchestratorConfig
@@ -29,8 +32,6 @@ from ._events import (
 )
 from ._hands import HandsConfig, McpServerConfig, load_hands
 from ._llm import LLM, OpenAILLM
-from ._mcp import McpToolbox
-from ._mcp_connection import ServerStatus
 from ._models import Completion, Step, Task, Transition
 from ._orchestrator import Orchestrator
 from ._phases import PHASE_TRANSITIONS, STEP_TRANSITIONS, Action, Phase, StepState, Tier
@@ -106,3 +107,18 @@ __all__ = [
     "step_line",
     "summary_text",
 ]
+
+if TYPE_CHECKING:
+    from ._mcp import McpToolbox
+    from ._mcp_connection import ServerStatus
+
+# The MCP SDK costs about 30 MB and half a second to import: only a program that uses it pays.
+_LAZY = {"McpToolbox": "._mcp", "ServerStatus": "._mcp_connection"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -12,8 +12,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import jsonschema
-
 from ._errors import StepError
 from ._phases import Tier
 
@@ -119,6 +117,8 @@ def check_tool_step(
 
 def schema_problems(tool: ToolSpec, arguments: dict[str, Any]) -> str | None:
     """Where `arguments` break the tool's input schema, or None when they fit."""
+    import jsonschema  # noqa: PLC0415 - heavy, and needed only where tools are planned
+
     try:
         validator_class = jsonschema.validators.validator_for(tool.input_schema)
         validator = validator_class(tool.input_schema)
