@@ -77,27 +77,37 @@ Event = (
 
 
 class EventBus:
-    """Fan-out of events to every subscriber's own queue; a slow subscriber never blocks others."""
+    """Fan-out of events to subscribers' own queues; a slow subscriber never blocks others.
+
+    A subscriber to one task gets only that task's events, so a thousand waits on a thousand
+    tasks cost one queue put per event, not a thousand."""
 
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[Event]] = set()
+        self._by_task: dict[str, set[asyncio.Queue[Event]]] = {}
 
     def publish(self, event: Event) -> None:
-        """Hand the event to every subscriber."""
+        """Hand the event to every subscriber of all events and of its task."""
         for queue in self._queues:
+            queue.put_nowait(event)
+        for queue in self._by_task.get(event.task_id, ()):
             queue.put_nowait(event)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
-        """`async with bus.subscribe() as events: async for e in events: ...`."""
+    async def subscribe(self, task_id: str | None = None) -> AsyncIterator[AsyncIterator[Event]]:
+        """`async with bus.subscribe() as events: async for e in events: ...`; with `task_id`,
+        that task's events only."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._queues.add(queue)
+        queues = self._queues if task_id is None else self._by_task.setdefault(task_id, set())
 
         async def events() -> AsyncIterator[Event]:
             while True:
                 yield await queue.get()
 
+        queues.add(queue)
         try:
             yield events()
         finally:
-            self._queues.discard(queue)
+            queues.discard(queue)
+            if task_id is not None and not queues:
+                del self._by_task[task_id]

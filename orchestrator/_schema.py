@@ -81,4 +81,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE steps ADD COLUMN tool TEXT NOT NULL DEFAULT '';
     """,
+    # v4: a step counts its own runs and tokens, so a step move writes no task row.
+    """
+    ALTER TABLE steps ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+    """,
 )

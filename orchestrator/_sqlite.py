@@ -167,21 +167,28 @@ class SqliteStore:
         task_cols = ", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(","))
         step_cols = ", ".join(f"s.{c.strip()}" for c in _STEP_COLUMNS.split(","))
         query = (
-            f"SELECT {task_cols}, {step_cols} FROM tasks t "
+            f"SELECT {task_cols}, {step_cols}, s.tokens, s.runs FROM tasks t "
             f"LEFT JOIN steps s ON s.task_id = t.id {clause} "
             "ORDER BY t.created_at, t.rowid, s.position"
         )
         rows = await self._fetch(query, params)
         heads: dict[str, Any] = {}
         steps: dict[str, list[Step]] = {}
+        counts: dict[str, list[int]] = {}  # task -> [tokens, runs] of its steps
         for row in rows:
             task_id = row[0]
             if task_id not in heads:
                 heads[task_id] = row[:_N_TASK]
                 steps[task_id] = []
+                counts[task_id] = [0, 0]
             if row[_N_TASK] is not None:
-                steps[task_id].append(_step_from_row(row[_N_TASK:]))
-        return [_task_from_row(head, steps[task_id]) for task_id, head in heads.items()]
+                steps[task_id].append(_step_from_row(row[_N_TASK : _N_TASK + _N_STEP]))
+                counts[task_id][0] += row[-2]
+                counts[task_id][1] += row[-1]
+        return [
+            _task_from_row(head, steps[task_id], *counts[task_id])
+            for task_id, head in heads.items()
+        ]
 
     async def set_phase(
         self,
@@ -255,21 +262,19 @@ class SqliteStore:
         outbox: Sequence[str] = (),
     ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            changes = (new.value, reason, output, attempts, confirm_deadline, asks)
+            # The step counts its own runs and tokens (the task's totals are summed when read):
+            # one row written per move, not the task's row as well.
+            started = 1 if new is StepState.RUNNING else 0
+            changes = (new.value, reason, output, attempts, confirm_deadline, asks, tokens, started)
             cur = conn.execute(
                 "UPDATE steps SET state = ?, reason = ?, output = COALESCE(?, output), "
-                "attempts = COALESCE(?, attempts), confirm_deadline = ?, asks = COALESCE(?, asks) "
+                "attempts = COALESCE(?, attempts), confirm_deadline = ?, asks = COALESCE(?, asks), "
+                "tokens = tokens + ?, runs = runs + ? "
                 "WHERE task_id = ? AND id = ? AND state = ?",
                 (*changes, task_id, step_id, old.value),
             )
             if cur.rowcount != 1:
                 return False
-            started = 1 if new is StepState.RUNNING else 0
-            conn.execute(
-                "UPDATE tasks SET tokens_used = tokens_used + ?, steps_run = steps_run + ?, "
-                "updated_at = ? WHERE id = ?",
-                (tokens, started, time.time(), task_id),
-            )
             if decision is not None:
                 _log(conn, task_id, step_id, "decision", None, decision, actor, reason)
             _log(conn, task_id, step_id, "step", old.value, new.value, actor, reason)
@@ -414,11 +419,13 @@ def _task_row(t: Task) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _task_from_row(row: Any, steps: list[Step]) -> Task:
+def _task_from_row(row: Any, steps: list[Step], step_tokens: int, step_runs: int) -> Task:
+    # The task row counts planning's tokens; its steps count their own runs and tokens.
     return Task(
         id=row[0], scope=row[1], requester=row[2], request=row[3], phase=Phase(row[4]),
         reason=row[5], created_at=row[6], updated_at=row[7], plan_version=row[8],
-        replans=row[9], tokens_used=row[10], steps_run=row[11], steps=tuple(steps),
+        replans=row[9], tokens_used=row[10] + step_tokens, steps_run=row[11] + step_runs,
+        steps=tuple(steps),
         meta=json.loads(row[12]),
     )  # fmt: skip
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from ._config import OrchestratorConfig
 from ._events import ConfirmationRequested, EventBus, StepChanged
@@ -48,16 +49,18 @@ class StepWriter:
         self._bus.publish(ConfirmationRequested(run.task.id, step_id, deadline, reason))
         return deadline
 
-    async def close(self, task: Task) -> None:
-        """Give every open step of an ended task its final state, in one write, and announce it.
+    async def close(self, task: Task) -> Task:
+        """Give every open step of an ended task its final state, in one write, and announce it;
+        the task as it is then.
 
         The store decides which steps are open, so a write that landed for a cancelled caller
         is never overwritten by a stale mirror."""
         if not task.phase.is_terminal:
-            return
+            return task
         moves = await self._store.close_task(
             task.id, closing_for(task.phase, task.reason), actor=SYSTEM, outbox=self._has_outbox
         )
+        closed = {m.step_id: m for m in moves}
         for m in moves:
             assert m.step_id is not None and m.old is not None
             self._bus.publish(
@@ -65,6 +68,13 @@ class StepWriter:
                     task.id, m.step_id, StepState(m.old), StepState(m.new), m.actor, m.reason
                 )
             )
+        steps = tuple(
+            s.evolve(state=StepState(closed[s.id].new), reason=closed[s.id].reason)
+            if s.id in closed
+            else s
+            for s in task.steps
+        )
+        return replace(task, steps=steps)
 
     async def move(
         self,

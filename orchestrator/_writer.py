@@ -64,8 +64,9 @@ class GroupWriter:
             raise StoreError("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, future))
-        # Shielded: a cancelled caller must not leave its write half-known; it lands regardless.
-        return await asyncio.shield(future)
+        # A cancelled caller cancels only its wait: the write is queued and lands regardless
+        # (the batch skips a future that is done), so no shield is needed.
+        return await future
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
