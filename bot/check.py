@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import openai
 from slack_sdk.errors import SlackApiError
 
-from orchestrator import ConfigError, McpToolbox, ServerStatus, detect_isolation
+from orchestrator import ConfigError, detect_isolation, open_toolbox
 
 from .service import build_agents, build_llm_client
 from .settings import Settings
 from .slack_io import build_client
+
+if TYPE_CHECKING:
+    from orchestrator import ServerStatus
 
 
 async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
@@ -91,7 +94,7 @@ async def _check_tools(settings: Settings, out: TextIO) -> list[str]:
     if not servers:
         print("mcp: no servers (ORCH_MCP_CONFIG names none)", file=out)
         return []
-    toolbox = McpToolbox(servers)
+    toolbox = open_toolbox(servers)
     try:
         await toolbox.start()
         statuses = toolbox.status()

@@ -9,7 +9,7 @@ import openai
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from orchestrator import Agent, McpToolbox, OpenAILLM, Orchestrator, open_store
+from orchestrator import Agent, OpenAILLM, Orchestrator, open_store, open_toolbox
 
 from .app import build_app
 from .conversation import Conversation
@@ -49,7 +49,7 @@ class BotService:
         redactor = settings.redactor()
         self.threads = SlackThreads(build_client(token, settings.slack_api_url), redactor=redactor)
         self._llm_client = build_llm_client(settings)
-        self.toolbox = McpToolbox(settings.hands().mcp_servers)
+        self.toolbox = open_toolbox(settings.hands().mcp_servers)
         self.orchestrator = Orchestrator(
             store=open_store(settings.database_url),
             llm=OpenAILLM(self._llm_client, model=settings.orch_model),

@@ -9,7 +9,6 @@ from typing import TextIO
 from orchestrator import (
     ConfirmationRequested,
     Event,
-    McpToolbox,
     OpenAILLM,
     Orchestrator,
     Phase,
@@ -21,6 +20,7 @@ from orchestrator import (
     TaskFinished,
     TaskSubmitted,
     open_store,
+    open_toolbox,
 )
 
 from . import render
@@ -56,7 +56,7 @@ async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO =
     """Read requests and commands line by line until end of input; exit code 0."""
     surface = TerminalSurface(out)
     llm_client = build_llm_client(settings)
-    toolbox = McpToolbox(settings.hands().mcp_servers)
+    toolbox = open_toolbox(settings.hands().mcp_servers)
     orch = Orchestrator(
         store=open_store(settings.database_url),
         llm=OpenAILLM(llm_client, model=settings.orch_model),

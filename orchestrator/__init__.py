@@ -41,7 +41,7 @@ from ._sqlite import SqliteStore
 from ._store import Store, open_store
 from ._summary import final_output, plan_text, step_line, summary_text
 from ._thread import Slot, SlotKind, ThreadUpdate, plan_decision, replan_reason, step_decisions
-from ._tools import Toolbox, ToolSpec, fill_arguments
+from ._tools import NoTools, Toolbox, ToolSpec, fill_arguments, open_toolbox
 
 __all__ = [
     "LLM",
@@ -60,6 +60,7 @@ __all__ = [
     "LogNotifier",
     "McpServerConfig",
     "McpToolbox",
+    "NoTools",
     "NotAllowedError",
     "NotPendingError",
     "Notifier",
@@ -100,6 +101,7 @@ __all__ = [
     "final_output",
     "load_hands",
     "open_store",
+    "open_toolbox",
     "plan_decision",
     "plan_text",
     "replan_reason",

@@ -10,10 +10,15 @@ import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import StepError
+from ._hands import McpServerConfig
 from ._phases import Tier
+
+if TYPE_CHECKING:
+    from ._mcp import McpToolbox
+    from ._mcp_connection import ServerStatus
 
 _REFERENCE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 # What the planner's prompt shows of a tool, so a chatty server cannot crowd out the rest.
@@ -55,6 +60,26 @@ class NoTools:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
         raise StepError(f"no tool {name!r}: no tools are configured", retryable=False)
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    def status(self) -> list[ServerStatus]:
+        """No servers."""
+        return []
+
+
+def open_toolbox(servers: Mapping[str, McpServerConfig]) -> McpToolbox | NoTools:
+    """The toolbox of `servers` (start it, close it); NoTools when there are none, so a program
+    without servers never imports the MCP SDK."""
+    if not servers:
+        return NoTools()
+    from ._mcp import McpToolbox  # noqa: PLC0415 - heavy (about 30 MB); only with servers
+
+    return McpToolbox(servers)
 
 
 def parse_arguments(text: str) -> dict[str, Any]:

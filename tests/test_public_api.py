@@ -63,3 +63,15 @@ def test_the_readme_phase_diagram_is_the_transition_table() -> None:
     block = readme.split("<!-- phases: generated from orchestrator/_phases.py -->")[1]
     block = block.split("```")[1].strip()
     assert block == phase_diagram()
+
+
+def test_the_bot_imports_no_mcp_sdk_unless_a_server_is_configured() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import bot.__main__, sys; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    assert "'mcp'" not in loaded
+    assert "'jsonschema'" not in loaded
