@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,7 +65,16 @@ class Step:
 
     def evolve(self, **changes: Any) -> Step:
         """A copy with some fields changed."""
-        return replace(self, **changes)
+        # Not dataclasses.replace, which runs __init__ over every field again: the executor
+        # copies a step on each of its moves. Unknown names are refused all the same.
+        if not changes.keys() <= _STEP_FIELDS:
+            raise TypeError(f"Step has no field {', '.join(sorted(changes.keys() - _STEP_FIELDS))}")
+        copy = object.__new__(Step)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
+
+
+_STEP_FIELDS = frozenset(f.name for f in fields(Step))
 
 
 @dataclass(frozen=True)

@@ -240,9 +240,9 @@ class Orchestrator:
     async def wait(self, task_id: str, phases: Collection[Phase], *, timeout: float) -> Task:
         """The task once it is in one of `phases` (a terminal one also ends the wait)."""
         async with asyncio.timeout(timeout), self._bus.subscribe(task_id) as events:
-            task = await self._store.get_task(task_id)
-            phase = task.phase
-            # The events say where it is; the store is read again only to return it.
+            # The phase, then the events, say where it is: the whole task is read once, to
+            # return it (a thousand waits at once are as many reads, not a storm of them).
+            phase = await self._store.get_phase(task_id)
             while phase not in phases and not phase.is_terminal:
                 event = await anext(events)
                 if isinstance(event, PhaseChanged):
@@ -250,7 +250,7 @@ class Orchestrator:
             if phase.is_terminal:
                 # Return after the summary is out, so callers see the steps' final states.
                 await self._executor.wait_idle(task_id)
-            return task if phase is task.phase else await self._store.get_task(task_id)
+            return await self._store.get_task(task_id)
 
     async def _set_phase(
         self, task_id: str, old: Phase, new: Phase, actor: str, reason: str | None

@@ -74,12 +74,14 @@ class Tier(StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Tier).index(self)
+        return _TIER_RANKS[self]
 
     @property
     def needs_confirmation(self) -> bool:
         return self in (Tier.EXTERNAL, Tier.DESTRUCTIVE)
 
+
+_TIER_RANKS = {tier: rank for rank, tier in enumerate(Tier)}
 
 # Phase transitions. A phase with no way out is terminal and never changes again.
 PHASE_TRANSITIONS: dict[Phase, frozenset[Phase]] = {

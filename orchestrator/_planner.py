@@ -170,7 +170,8 @@ class Planner:
         except ValidationError as err:
             raise PlanValidationError(_describe(err)) from err
         tools = {t.name: t for t in self._toolbox.tools()}
-        problems = [self._check_action(s, tools) for s in spec.steps]
+        allowed = [a.value for a in self.actions]
+        problems = [self._check_action(s, tools, allowed) for s in spec.steps]
         if any(problems):
             raise PlanValidationError("; ".join(p for p in problems if p))
         steps = [self._step(s, tools.get(s.tool), plan_version) for s in spec.steps]
@@ -181,9 +182,10 @@ class Planner:
         ordered = topological_order(steps)
         return tuple(s.evolve(position=i) for i, s in enumerate(ordered))
 
-    def _check_action(self, spec: StepSpec, tools: dict[str, ToolSpec]) -> str | None:
+    def _check_action(
+        self, spec: StepSpec, tools: dict[str, ToolSpec], allowed: list[str]
+    ) -> str | None:
         step_id, action = spec.id, spec.action
-        allowed = [a.value for a in self.actions]
         if action not in allowed:
             return f"step {step_id!r} has action {action!r}; use one of {', '.join(allowed)}"
         if action == Action.SHELL.value:

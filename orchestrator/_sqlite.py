@@ -140,6 +140,12 @@ class SqliteStore:
             raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
         return tasks[0]
 
+    async def get_phase(self, task_id: str) -> Phase:
+        rows = await self._fetch("SELECT phase FROM tasks WHERE id = ?", (task_id,))
+        if not rows:
+            raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
+        return Phase(rows[0][0])
+
     async def list_tasks(
         self,
         *,
@@ -400,6 +406,8 @@ def _log(
 
 def _touch(conn: sqlite3.Connection, task_id: str, slots: Sequence[str]) -> None:
     """Bump each slot's version, adding the slots that are new (in order, after the others)."""
+    if not slots:  # no outbox: a statement saved on every write
+        return
     conn.executemany(
         "INSERT INTO outbox (task_id, slot) VALUES (?, ?) "
         "ON CONFLICT (task_id, slot) DO UPDATE SET version = version + 1",

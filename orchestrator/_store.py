@@ -37,6 +37,9 @@ class Store(Protocol):
     async def get_task(self, task_id: str) -> Task:
         """The task with its steps; `TaskNotFoundError` when there is none."""
 
+    async def get_phase(self, task_id: str) -> Phase:
+        """Only the task's phase (no steps): a cheap read; `TaskNotFoundError` when none."""
+
     async def list_tasks(
         self,
         *,
