@@ -352,7 +352,6 @@ class Executor:
             plan_version=version,
         )
         run.tokens += result.tokens
-        await self._store.add_tokens(run.task.id, result.tokens)
         offset = max(s.position for s in run.steps.values()) + 1
         steps = [s.evolve(position=offset + s.position) for s in result.steps]
         reason = "replanned after " + ", ".join(f"{s.id} failed" for s in failed)
@@ -363,6 +362,7 @@ class Executor:
             replaced=replaced,
             actor=SYSTEM,
             reason=reason,
+            tokens=result.tokens,
             outbox=replan_slots(version) if self._has_outbox else (),
         )
         for step_id in replaced:

@@ -311,8 +311,9 @@ class Orchestrator:
         try:
             if task.plan_version == 0:
                 result = await self._planner.build_plan(task.request)
-                await self._store.add_tokens(task.id, result.tokens)
-                await self._store.save_plan(task.id, result.steps, plan_version=1, actor=SYSTEM)
+                await self._store.save_plan(
+                    task.id, result.steps, plan_version=1, actor=SYSTEM, tokens=result.tokens
+                )
             await self._set_phase(task.id, Phase.PLANNING, Phase.AWAITING_APPROVAL, SYSTEM, None)
         except NotPendingError:
             return  # cancelled while planning

@@ -228,6 +228,7 @@ class SqliteStore:
         replaced: Collection[str] = (),
         actor: str,
         reason: str | None = None,
+        tokens: int = 0,
         outbox: Sequence[str] = (),
     ) -> None:
         rows = [_step_row(task_id, s) for s in steps]
@@ -241,9 +242,9 @@ class SqliteStore:
                 f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({_marks(_N_STEP)})", rows
             )
             conn.execute(
-                "UPDATE tasks SET plan_version = ?, replans = replans + ?, updated_at = ? "
-                "WHERE id = ?",
-                (plan_version, 1 if plan_version > 1 else 0, time.time(), task_id),
+                "UPDATE tasks SET plan_version = ?, replans = replans + ?, "
+                "tokens_used = tokens_used + ?, updated_at = ? WHERE id = ?",
+                (plan_version, 1 if plan_version > 1 else 0, tokens, time.time(), task_id),
             )
             _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
             _touch(conn, task_id, outbox)
@@ -348,14 +349,6 @@ class SqliteStore:
                 "UPDATE outbox SET sent_version = MAX(sent_version, ?), ref = ?, digest = ? "
                 "WHERE task_id = ? AND slot = ?",
                 (version, ref, digest, task_id, slot),
-            )
-
-        await self._w.submit(op)
-
-    async def add_tokens(self, task_id: str, tokens: int) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE tasks SET tokens_used = tokens_used + ? WHERE id = ?", (tokens, task_id)
             )
 
         await self._w.submit(op)

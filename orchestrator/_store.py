@@ -70,9 +70,11 @@ class Store(Protocol):
         replaced: Collection[str] = (),
         actor: str,
         reason: str | None = None,
+        tokens: int = 0,
         outbox: Sequence[str] = (),
     ) -> None:
-        """Add a plan's steps, mark `replaced` step ids superseded, and set the plan version."""
+        """Add a plan's steps, mark `replaced` step ids superseded, set the plan version, and
+        count the `tokens` it took to make."""
 
     async def set_step(
         self,
@@ -113,9 +115,6 @@ class Store(Protocol):
         self, task_id: str, slot: str, *, version: int, ref: str, digest: str
     ) -> None:
         """Record that `version` of a slot is shown, as the message `ref` with this `digest`."""
-
-    async def add_tokens(self, task_id: str, tokens: int) -> None:
-        """Count tokens spent on a task outside its steps (planning)."""
 
     async def set_meta(self, task_id: str, key: str, value: str) -> None:
         """Attach a string to a task for its client (a chat adapter's message ids, say)."""

@@ -341,7 +341,7 @@ async def test_set_step_stores_output_attempts_and_deadline_and_counts_runs_and_
         reason="destructive",
         confirm_deadline=1_700_000_900.5,
     )
-    await store.add_tokens("t1", 30)
+    await store.save_plan("t1", [make_step("s3", position=2)], plan_version=2, actor="p", tokens=30)
     task = await store.get_task("t1")
     s1, s2 = task.step("s1"), task.step("s2")
     assert (s1.state, s1.output, s1.attempts) == (StepState.COMPLETED, "the answer", 1)
