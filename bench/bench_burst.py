@@ -44,7 +44,6 @@ import os
 import platform
 import random
 import shlex
-import signal
 import statistics
 import sys
 import tempfile
@@ -59,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a file: make `bot` importable from the repo root
     sys.path.insert(0, str(ROOT))
 
-from bench import _cli  # noqa: E402
+from bench import _bot, _cli  # noqa: E402
 from tests.bot_process import BotProcess  # noqa: E402
 from tests.bot_steps import buttons  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply, step_request  # noqa: E402
@@ -222,12 +221,6 @@ class Burst:
         )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat, in clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def burst(
     slack: FakeSlack,
     llm: FakeOpenAI,
@@ -253,11 +246,11 @@ async def burst(
         delivered[(channel, ts)] = time.monotonic()
         await slack.send_events_api(event, timeout=60)
 
-    seen, cpu = len(slack.calls), cpu_seconds(pid)
+    seen, cpu = len(slack.calls), _bot.cpu_seconds(pid)
     began = time.monotonic()
     await asyncio.gather(*(deliver(i, c) for i, c in enumerate(channels)))
     await slack.wait_until(lambda: all(threads.messages(k) for k in delivered), timeout=120)
-    cpu = cpu_seconds(pid) - cpu
+    cpu = _bot.cpu_seconds(pid) - cpu
     with contextlib.suppress(TimeoutError):  # plans not shown within the wait are counted
         await slack.wait_until(
             lambda: all(threads.plan(k) for k in delivered),
@@ -341,9 +334,9 @@ async def measure(
         llm.responder = respond
         with tempfile.TemporaryDirectory(dir=directory, prefix="bench-burst-") as tmp:
             bot = BotProcess(slack, llm, Path(tmp), **BOT_ENV)
-            await bot.start()
-            assert bot.proc is not None
             try:
+                await bot.start()
+                assert bot.proc is not None
                 threads = Threads(slack)
                 setup_s = await make_in_flight(
                     slack, llm, threads, spread_over(in_flight, names, seed=0)
@@ -352,7 +345,9 @@ async def measure(
                 warm_up = spread_over(WARM_UP, names, seed=0)
                 await burst(slack, llm, threads, warm_up, pid=bot.proc.pid, plan_wait=plan_wait)
                 for round_ in range(repeat):
-                    for count in bursts:
+                    # Alternate which comes first: with tasks in flight, the plan requests of
+                    # earlier bursts stay queued in the bot's openai client, and cost it more.
+                    for count in bursts if round_ % 2 == 0 else bursts[::-1]:
                         await asyncio.sleep(1.0)  # let the relay catch up between bursts
                         mentions = spread_over(size, names[:count], seed=round_ + 1)
                         results[count].append(
@@ -366,17 +361,8 @@ async def measure(
                             )
                         )
             finally:
-                await _stop(bot)
+                await _bot.stop(bot)
     return setup_s, [Burst.pooled(results[count]) for count in bursts]
-
-
-async def _stop(bot: BotProcess) -> None:
-    try:
-        await bot.stop(signal.SIGTERM)
-    except TimeoutError:
-        if bot.proc is not None and bot.proc.returncode is None:
-            bot.proc.kill()
-            await bot.proc.wait()
 
 
 def _command() -> str:

@@ -27,7 +27,6 @@ import asyncio
 import os
 import platform
 import shlex
-import signal
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a file: make `bot` importable from the repo root
     sys.path.insert(0, str(ROOT))
 
-from bench import _cli  # noqa: E402
+from bench import _bot, _cli  # noqa: E402
 from bot import render  # noqa: E402
 from bot.conversation import message_key, thread_scope  # noqa: E402
 from bot.slack_io import SLOT_EVENT  # noqa: E402
@@ -117,14 +116,6 @@ def _show(slack: FakeSlack, task: Task) -> Shown:
     return Shown(task.id, task.requester, channel, kept["ts"], thread_ts)
 
 
-def memory_mb(pid: int, field: str) -> float:
-    """VmRSS or VmHWM of a process, in MB (from /proc/<pid>/status, in kB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
 @dataclass(frozen=True)
 class Start:
     """One start of the bot: seconds to connected and to the first click served; memory in MB."""
@@ -138,18 +129,16 @@ class Start:
 async def start_once(slack: FakeSlack, llm: FakeOpenAI, tmp: Path, plan: Shown | None) -> Start:
     """Start the bot on `tmp`'s database; click Approve on `plan` as soon as it is connected."""
     bot = BotProcess(slack, llm, tmp)
-    began = time.monotonic()
-    await bot.start()
-    connected = time.monotonic() - began
-    assert bot.proc is not None
-    rss = memory_mb(bot.proc.pid, "VmRSS")
-    click_s = None
     try:
-        if plan is not None:
-            click_s = await _click(slack, plan) - began
-        peak = memory_mb(bot.proc.pid, "VmHWM")
+        began = time.monotonic()
+        await bot.start()
+        connected = time.monotonic() - began
+        assert bot.proc is not None
+        rss = _bot.memory_mb(bot.proc.pid, "VmRSS")
+        click_s = None if plan is None else await _click(slack, plan) - began
+        peak = _bot.memory_mb(bot.proc.pid, "VmHWM")
     finally:
-        code = await bot.stop(signal.SIGTERM)
+        code = await _bot.stop(bot)
     if code != 0:
         raise RuntimeError(f"the bot exited with {code}; see {bot.log}")
     return Start(connected, click_s, rss, peak)
