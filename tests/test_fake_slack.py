@@ -82,6 +82,17 @@ async def test_form_encoded_calls_are_parsed_like_json_ones(
     assert slack.calls_to("chat.postMessage") == [{"channel": "C1", "text": "hi", "blocks": BLOCKS}]
 
 
+async def test_a_message_added_as_shown_before_can_be_edited_and_no_call_is_recorded(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    old = slack.add_message("C1", "The plan", thread_ts="1.000100", blocks=BLOCKS)
+    await client.chat_update(channel="C1", ts=old["ts"], text="Approved")
+
+    assert [c.method for c in slack.calls] == ["chat.update"]
+    [shown] = slack.thread("C1", "1.000100")
+    assert (shown["ts"], shown["text"], shown["blocks"]) == (old["ts"], "Approved", BLOCKS)
+
+
 async def test_message_timestamps_are_unique_and_increasing(client: AsyncWebClient) -> None:
     stamps = [(await client.chat_postMessage(channel="C1", text=str(i)))["ts"] for i in range(3)]
     assert stamps == sorted(stamps, key=float) and len(set(stamps)) == 3

@@ -186,6 +186,21 @@ class FakeSlack:
 
     # -- what tests do ---------------------------------------------------------------------
 
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A bot message shown before this fake started (no call recorded, no event sent), for
+        a bot started on an old database to edit; returned as kept, with its new ts."""
+        shown = _shown(channel, thread_ts, {"text": text, "blocks": blocks, "metadata": metadata})
+        self.messages.append(shown)
+        return shown
+
     def fail_next(
         self,
         method: str,
