@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -29,6 +30,9 @@ async def _serve(settings: Settings) -> int:
     except ConfigError:
         await service.stop()
         raise
+    # What start-up made (modules, settings, recovered state) lives as long as the process: the
+    # collector need not walk it again on every full collection.
+    gc.freeze()
     await stopping.wait()
     logging.getLogger(__name__).info("shutting down")
     await service.stop()

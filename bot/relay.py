@@ -19,7 +19,7 @@ from orchestrator import Orchestrator, Slot, SlotKind, Task, ThreadUpdate
 
 from .render import Message
 from .slack_io import SlackThreads, SlackWriteError
-from .thread_view import NEEDS_HISTORY, render_slot
+from .thread_view import needs_history, render_slot
 
 log = logging.getLogger(__name__)
 # Slack: chat.update is rate limited (Tier 3, about 50 a minute per workspace). One edit per
@@ -132,11 +132,12 @@ class Relay:
         lane = self._channels.setdefault(channel, _Channel())
         if lane.paused_until > time.monotonic():
             return lane.paused_until
-        kinds = {Slot.parse(u.slot).kind for u in updates}
-        history = await self._orch.history(task.id) if kinds & NEEDS_HISTORY else []
+        slots = [Slot.parse(u.slot) for u in updates]
+        history = (
+            await self._orch.history(task.id) if any(needs_history(s, task) for s in slots) else []
+        )
         wake_at: float | None = None
-        for update in updates:
-            slot = Slot.parse(update.slot)
+        for update, slot in zip(updates, slots, strict=True):
             turn = self._progress_turn(worker, slot, update, task)
             if turn is not None:
                 wake_at = turn if wake_at is None else min(wake_at, turn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 import openai
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -47,12 +48,20 @@ class BotService:
         self.settings = settings
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
         redactor = settings.redactor()
-        self.threads = SlackThreads(build_client(token, settings.slack_api_url), redactor=redactor)
+        # One connection pool for every Web API call (the caller closes it; slack_sdk would
+        # otherwise open a connection per call).
+        self._http = aiohttp.ClientSession()
+        api = settings.slack_api_url
+        self.threads = SlackThreads(build_client(token, api, session=self._http), redactor=redactor)
         self._llm_client = build_llm_client(settings)
+        # Plans get their own connections: a step's model call may hold one for minutes, and
+        # a thousand of them would fill the client's pool and keep every new request waiting.
+        self._planning_client = build_llm_client(settings)
         self.toolbox = open_toolbox(settings.hands().mcp_servers)
         self.orchestrator = Orchestrator(
             store=open_store(settings.database_url),
             llm=OpenAILLM(self._llm_client, model=settings.orch_model),
+            planning_llm=OpenAILLM(self._planning_client, model=settings.orch_model),
             config=settings.orchestrator_config(),
             notifier=SlackNotifier(
                 self.threads, has_live_user_mentions=settings.orch_notify_user_mentions
@@ -61,7 +70,7 @@ class BotService:
             toolbox=self.toolbox,
             agents=build_agents(settings),
         )
-        outbox_client = build_client(token, settings.slack_api_url, retries=False)
+        outbox_client = build_client(token, api, retries=False, session=self._http)
         self._relay = Relay(
             self.orchestrator,
             SlackThreads(outbox_client, redactor=redactor),
@@ -121,3 +130,5 @@ class BotService:
         await self.orchestrator.close()
         await self.toolbox.close()
         await self._llm_client.close()
+        await self._planning_client.close()
+        await self._http.close()

@@ -56,11 +56,18 @@ class SlackWriteError(Exception):
         return self.error in _GONE
 
 
-def build_client(token: str, base_url: str, *, retries: bool = True) -> AsyncWebClient:
+def build_client(
+    token: str,
+    base_url: str,
+    *,
+    retries: bool = True,
+    session: aiohttp.ClientSession | None = None,
+) -> AsyncWebClient:
     """A Web API client; with `retries` it waits out 429s (Retry-After) and retries 5xx.
 
-    The outbox's client has none: it retries itself, and looks before it posts again."""
-    client = AsyncWebClient(token=token, base_url=base_url)
+    The outbox's client has none: it retries itself, and looks before it posts again. With a
+    `session`, calls reuse its connections (without, each call opens one: a TLS handshake)."""
+    client = AsyncWebClient(token=token, base_url=base_url, session=session)
     if not retries:
         client.retry_handlers.clear()
         return client

@@ -19,8 +19,13 @@ from orchestrator import (
 from . import render
 from .render import Message
 
-# Slots whose message depends on the task's history (who decided, why it was replanned).
-NEEDS_HISTORY = frozenset({SlotKind.PLAN, SlotKind.CONFIRM, SlotKind.REPLAN})
+
+def needs_history(slot: Slot, task: Task) -> bool:
+    """Whether the slot's message shows who decided or why (read from the task's log): a plan
+    that is still being made or awaits approval does not."""
+    if slot.kind is SlotKind.PLAN:
+        return task.phase not in (Phase.PLANNING, Phase.AWAITING_APPROVAL)
+    return slot.kind in (SlotKind.CONFIRM, SlotKind.REPLAN)
 
 
 def render_slot(slot: Slot, task: Task, history: Sequence[Transition]) -> Message:

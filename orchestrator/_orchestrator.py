@@ -44,17 +44,22 @@ class Orchestrator:
         has_outbox: bool = False,
         toolbox: Toolbox | None = None,
         agents: Sequence[Agent] = (),
+        planning_llm: LLM | None = None,
     ) -> None:
         """`has_outbox`: record what each task's thread must show (see `updates`), for a chat
         client that delivers it durably; without it, events are all there is. `toolbox`: the
         tools `tool` steps may call (started and closed by the caller). `agents`: the coding
-        agents implement steps escalate through, in order (none: no implement steps)."""
+        agents implement steps escalate through, in order (none: no implement steps).
+        `planning_llm`: the model plans are asked of, when it should not share `llm`'s
+        connections (a thousand running steps would otherwise keep a new request waiting)."""
         self.config = config or OrchestratorConfig()
         self._store = store
         self._bus = EventBus()
         self._has_outbox = has_outbox
         coding_agents = CodingAgents(agents, redactor=self.config.redactor)
-        self._planner = Planner(llm, self.config, toolbox=toolbox, agents=coding_agents)
+        self._planner = Planner(
+            planning_llm or llm, self.config, toolbox=toolbox, agents=coding_agents
+        )
         self._steps = StepWriter(store, self._bus, self.config, has_outbox=has_outbox)
         self._actions = ActionRunner(
             llm, self.config, notifier or LogNotifier(), toolbox=toolbox, agents=coding_agents
