@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 # minute. Only those edits wait: a plan, a prompt, a summary or a final progress never does.
 UPDATE_INTERVAL_S = 1.0
 EDIT_SPACING_S = 60 / 50
+# Slack: chat.postMessage about 1 a second per channel, short bursts allowed. New messages in a
+# channel are paced to that; a message held back is shown as it is when its turn comes (the
+# plan itself, say, instead of "Planning…" and an edit).
+POST_BURST, POST_EVERY_S = 3, 1.0
 # After a refusal without Retry-After (5xx, a lost connection), a channel waits this long, doubled
 # per refusal in a row, with full jitter.
 BACKOFF_BASE_S = 0.5
@@ -129,7 +133,9 @@ class Relay:
             for update in updates:
                 await self._orch.mark_sent(update, ref="", digest="")
             return None
-        lane = self._channels.setdefault(channel, _Channel())
+        lane = self._channels.setdefault(
+            channel, _Channel(_Budget(POST_BURST, POST_EVERY_S if self._interval else 0.0))
+        )
         if lane.paused_until > time.monotonic():
             return lane.paused_until
         slots = [Slot.parse(u.slot) for u in updates]
@@ -142,6 +148,12 @@ class Relay:
             if turn is not None:
                 wake_at = turn if wake_at is None else min(wake_at, turn)
                 continue
+            if update.ref is None:
+                wait = lane.posts.wait(time.monotonic())
+                if wait > 0:  # what follows in the thread waits behind it
+                    at = time.monotonic() + wait
+                    return at if wake_at is None else min(wake_at, at)
+                lane.posts.take()
             try:
                 await self._show(task, update, render_slot(slot, task, history), thread_ts)
             except SlackWriteError as err:
@@ -215,8 +227,10 @@ class _Worker:
 
 @dataclass
 class _Channel:
-    """A channel's pause after Slack refused a write there; other channels go on."""
+    """A channel's budget of new messages, and its pause after Slack refused a write there;
+    other channels go on."""
 
+    posts: _Budget
     paused_until: float = 0.0
     refusals: int = 0
 
@@ -229,6 +243,34 @@ class _Channel:
         self.paused_until = max(self.paused_until, time.monotonic() + delay)
         log.warning("Slack refused a write (%s); the channel waits %.1fs", err.error, delay)
         return self.paused_until
+
+
+class _Budget:
+    """One of Slack's limits as a token bucket: `burst` calls at once, then one every `every_s`
+    seconds (0: no limit)."""
+
+    def __init__(self, burst: int, every_s: float) -> None:
+        self._burst = float(burst)
+        self._every_s = every_s
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    def wait(self, now: float) -> float:
+        """Seconds until a call may go (0: now)."""
+        if not self._every_s:
+            return 0.0
+        self._refill(now)
+        return max(0.0, (1 - self._tokens) * self._every_s)
+
+    def take(self) -> None:
+        """Spend one call."""
+        if self._every_s:
+            self._refill(time.monotonic())
+            self._tokens -= 1
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) / self._every_s)
+        self._stamp = now
 
 
 class _Spacing:

@@ -152,7 +152,9 @@ def thread(slack: FakeSlack, thread_ts: str, channel: str = "C1") -> list[dict[s
     return slack.thread(channel, thread_ts)
 
 
-async def plan_in(slack: FakeSlack, thread_ts: str, channel: str = "C1") -> dict[str, Any]:
+async def plan_in(
+    slack: FakeSlack, thread_ts: str, channel: str = "C1", *, timeout: float = 5.0
+) -> dict[str, Any]:
     """The thread's plan message once it shows Approve / Reject."""
 
     def plan() -> dict[str, Any] | None:
@@ -160,7 +162,7 @@ async def plan_in(slack: FakeSlack, thread_ts: str, channel: str = "C1") -> dict
             (m for m in thread(slack, thread_ts, channel) if "approve_plan" in buttons(m)), None
         )
 
-    await slack.wait_until(plan)
+    await slack.wait_until(plan, timeout=timeout)
     found = plan()
     assert found is not None
     return found

@@ -77,15 +77,17 @@ async def test_summaries_are_never_queued_behind_other_tasks_progress_edits(
         [Reply.plan(*steps)] * tasks, {f"s{i}": Reply("ok", delay_s=0.3) for i in range(3)}
     )
     bot = await open_bot()
-    alice = Person(fake_slack, bot)
-    threads = [await alice.mention(f"task {i}") for i in range(tasks)]
-    for ts in threads:
-        await alice.press("approve_plan", await plan_in(fake_slack, ts))
+    # A channel each, as a workspace's teams would: posts in one channel are paced to Slack's
+    # one a second, edits are paced workspace-wide, and that is what this is about.
+    people = [Person(fake_slack, bot, channel=f"C{i}") for i in range(tasks)]
+    threads = [await person.mention(f"task {i}") for i, person in enumerate(people)]
+    for person, ts in zip(people, threads, strict=True):
+        await person.press("approve_plan", await plan_in(fake_slack, ts, channel=person.channel))
     started = time.monotonic()
-    for ts in threads:
-        await said(fake_slack, ts, "completed")
-    # Progress edits of running tasks are spaced 1.2 s apart workspace-wide: a summary queued
-    # behind them would come a task's worth of edits late (12 tasks x 1.2 s or more).
+    for person, ts in zip(people, threads, strict=True):
+        await said(fake_slack, ts, "completed", channel=person.channel)
+    # Live progress edits share the workspace's 50 a minute: a summary queued behind them would
+    # come a task's worth of edits late (12 tasks x 1.2 s or more).
     assert time.monotonic() - started < 8
 
 
@@ -135,3 +137,20 @@ async def test_a_restart_shows_what_the_outbox_still_holds_for_finished_tasks_to
     texts = [m["text"] for m in thread(fake_slack, ts)]
     assert sum(t.startswith("Plan") for t in texts) == 1
     assert sum(t.startswith("completed") for t in texts) == 1
+
+
+async def test_new_messages_in_one_channel_are_paced_to_slacks_one_a_second(
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = Router([Reply.plan(step("a"))] * 8)
+    bot = await open_bot()
+    alice = Person(fake_slack, bot)
+    threads = await asyncio.gather(*(alice.mention(f"task {i}") for i in range(8)))
+    for ts in threads:
+        await plan_in(fake_slack, ts, timeout=15)
+    posts = [c.at for c in fake_slack.calls if c.method == "chat.postMessage" and c.ok]
+    busiest = max(sum(start <= at < start + 1 for at in posts) for start in posts)
+    # A short burst (3), then one a second: never the eight at once.
+    assert len(posts) == 8 and busiest <= 4
+    # Held back until its turn, a request shows its plan at once: no "Planning…" to edit.
+    assert len(fake_slack.calls_to("chat.update")) < 8
