@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 # minute. Only those edits wait: a plan, a prompt, a summary or a final progress never does.
 UPDATE_INTERVAL_S = 1.0
 EDIT_SPACING_S = 60 / 50
-# Slack: chat.postMessage about 1 a second per channel, short bursts allowed. New messages in a
+# Slack: chat.postMessage about 1 a second per channel, short bursts allowed (how short is not
+# said; six is a plan, its executing note, progress and a few prompts). New messages in a
 # channel are paced to that; a message held back is shown as it is when its turn comes (the
 # plan itself, say, instead of "Planning…" and an edit).
-POST_BURST, POST_EVERY_S = 3, 1.0
+POST_BURST, POST_EVERY_S = 6, 1.0
 # After a refusal without Retry-After (5xx, a lost connection), a channel waits this long, doubled
 # per refusal in a row, with full jitter.
 BACKOFF_BASE_S = 0.5
