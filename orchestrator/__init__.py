@@ -31,7 +31,7 @@ from ._events import (
     TaskSubmitted,
 )
 from ._hands import HandsConfig, McpServerConfig, load_hands
-from ._llm import LLM, OpenAILLM
+from ._llm import LLM
 from ._models import Completion, Step, Task, Transition
 from ._orchestrator import Orchestrator
 from ._phases import PHASE_TRANSITIONS, STEP_TRANSITIONS, Action, Phase, StepState, Tier
@@ -113,9 +113,11 @@ __all__ = [
 if TYPE_CHECKING:
     from ._mcp import McpToolbox
     from ._mcp_connection import ServerStatus
+    from ._openai import OpenAILLM
 
-# The MCP SDK costs about 30 MB and half a second to import: only a program that uses it pays.
-_LAZY = {"McpToolbox": "._mcp", "ServerStatus": "._mcp_connection"}
+# The MCP SDK costs about 30 MB and half a second to import, openai a tenth of a second and most
+# of the objects every full garbage collection walks: only a program that uses them pays.
+_LAZY = {"McpToolbox": "._mcp", "ServerStatus": "._mcp_connection", "OpenAILLM": "._openai"}
 
 
 def __getattr__(name: str) -> Any:

@@ -252,29 +252,26 @@ class Executor:
     async def _attempt(self, run: TaskRun, step: Step) -> None:
         cfg = self._config
         inputs = [run.steps[d] for d in step.depends_on]
-        retries = 0
-        last: OrchestratorError | None = None
+        tries = _Tries()
         timeout_s = self._actions.timeout_s(step)
         # Retries ride out an outage for as long as the step and the task may still run.
         budget_s = min(timeout_s, run.started_at + cfg.task_timeout_s - time.time())
-
-        def count_retry(err: OrchestratorError, _n: int) -> None:
-            nonlocal retries, last
-            retries, last = retries + 1, err
-
         try:
             async with asyncio.timeout(timeout_s):
                 outcome = await with_retries(
-                    lambda: self._actions.run(run.task, step, inputs),
+                    self._actions.run,
+                    run.task,
+                    step,
+                    inputs,
                     budget_s=budget_s,
                     base_s=cfg.retry_base_s,
                     cap_s=cfg.retry_max_s,
-                    on_retry=count_retry,
+                    on_retry=tries.note,
                 )
         except TimeoutError:
             why = f"timed out after {timeout_s:g}s"
-            if last is not None:
-                why += f" (tried {retries + 1} times; the last error: {last.reason})"
+            if tries.last is not None:
+                why += f" (tried {tries.count + 1} times; the last error: {tries.last.reason})"
             await self._steps.fail(run, step.id, why)
         except OrchestratorError as err:
             await self._steps.fail(run, step.id, err.reason)
@@ -289,7 +286,7 @@ class Executor:
                 StepState.COMPLETED,
                 output=outcome.output,
                 tokens=outcome.tokens,
-                attempts=step.attempts + retries,
+                attempts=step.attempts + tries.count,
             )
             self._within_budgets(run)
 
@@ -368,10 +365,25 @@ class Executor:
         for step_id in replaced:
             run.steps[step_id] = run.steps[step_id].evolve(is_superseded=True)
         run.steps.update({s.id: s for s in steps})
+        run.replanned()
         run.replans += 1
         run.plan_version = version
         self._bus.publish(PlanReplaced(run.task.id, version, reason))
         self._within_budgets(run)
+
+
+class _Tries:
+    """The retries one attempt of a step made: how many, and the last error."""
+
+    __slots__ = ("count", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: OrchestratorError | None = None
+
+    def note(self, err: OrchestratorError, _attempt: int) -> None:
+        self.count += 1
+        self.last = err
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:

@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ._errors import LLMError, OrchestratorError
 
@@ -22,14 +22,14 @@ def backoff_delay(attempt: int, *, base_s: float, cap_s: float) -> float:
 
 
 async def with_retries(
-    call: Callable[[], Awaitable[T]],
-    *,
+    call: Callable[..., Awaitable[T]],
+    *args: Any,
     budget_s: float,
     base_s: float,
     cap_s: float,
     on_retry: Callable[[OrchestratorError, int], None] | None = None,
 ) -> T:
-    """Await `call()`, again after a pause while it raises a retryable error, for `budget_s`.
+    """Await `call(*args)`, again after a pause while it raises a retryable error, for `budget_s`.
 
     A server's Retry-After is honoured even past `cap_s`; the error that ends it says how long."""
     started = time.monotonic()
@@ -37,7 +37,7 @@ async def with_retries(
     while True:
         attempt += 1
         try:
-            return await call()
+            return await call(*args)
         except OrchestratorError as err:
             if not err.retryable:
                 raise

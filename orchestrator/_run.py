@@ -29,6 +29,11 @@ class TaskRun:
     main: asyncio.Task[None] | None = None
     drive: asyncio.Task[tuple[Phase, str | None]] | None = None
     is_shutdown: bool = False
+    # The current plan's step ids in run order: read on every step the executor reaps.
+    order: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.replanned()
 
     @classmethod
     def of(cls, task: Task, *, started_at: float) -> TaskRun:
@@ -45,8 +50,13 @@ class TaskRun:
     @property
     def plan(self) -> list[Step]:
         """The current plan's steps in run order."""
+        steps = self.steps
+        return [steps[step_id] for step_id in self.order]
+
+    def replanned(self) -> None:
+        """Take the steps' plan versions and positions as they now are."""
         live = [s for s in self.steps.values() if not s.is_superseded]
-        return sorted(live, key=lambda s: (s.plan_version, s.position))
+        self.order = [s.id for s in sorted(live, key=lambda s: (s.plan_version, s.position))]
 
     def in_state(self, *states: StepState) -> list[Step]:
         """Steps of the current plan in any of `states`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -41,6 +42,7 @@ class SqliteStore:
         self._path = str(path)
         self._max_batch = max_batch
         self._read: aiosqlite.Connection | None = None
+        self._point: sqlite3.Connection | None = None
         self._writer: GroupWriter | None = None
 
     async def open(self) -> None:
@@ -51,6 +53,9 @@ class SqliteStore:
             self._read = await aiosqlite.connect(self._path, isolation_level=None)
             await self._read.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             await self._read.execute("PRAGMA query_only=ON")
+            self._point = sqlite3.connect(self._path, isolation_level=None)
+            self._point.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            self._point.execute("PRAGMA query_only=ON")
         except (sqlite3.Error, OSError, StoreError) as exc:
             await self.close()
             reason = exc.reason if isinstance(exc, StoreError) else str(exc)
@@ -60,10 +65,13 @@ class SqliteStore:
         """Commit what is queued and close both connections."""
         writer, self._writer = self._writer, None
         read, self._read = self._read, None
+        point, self._point = self._point, None
         try:
             if writer is not None:
                 await writer.stop()
         finally:
+            if point is not None:
+                point.close()
             if read is not None:
                 await read.close()
 
@@ -86,6 +94,19 @@ class SqliteStore:
         # cursors left open at once would keep the reader's snapshot alive, and overlapping
         # reads would then never see new commits.
         return list(await self._reader.execute_fetchall(query, params))
+
+    async def _fetch_now(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        """A read by key, on the event loop: a few tens of microseconds in WAL (readers never
+        wait for the writer), where a trip to a reader thread costs more than the read."""
+        # Still a turn of the loop first, as every store call is: a caller polling in a loop
+        # must not starve the others.
+        await asyncio.sleep(0)
+        if self._point is None:
+            raise StoreError("the store is closed")
+        try:
+            return self._point.execute(query, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the database read failed: {type(exc).__name__}: {exc}") from exc
 
     @property
     def _w(self) -> GroupWriter:
@@ -135,16 +156,16 @@ class SqliteStore:
         return await self._w.submit(op)
 
     async def get_task(self, task_id: str) -> Task:
-        tasks = await self._select_tasks("WHERE t.id = ?", (task_id,))
+        tasks = _tasks_from_rows(await self._fetch_now(_SELECT_TASKS + _ONE_TASK, (task_id,)))
         if not tasks:
             raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
         return tasks[0]
 
     async def get_phase(self, task_id: str) -> Phase:
-        rows = await self._fetch("SELECT phase FROM tasks WHERE id = ?", (task_id,))
+        rows = await self._fetch_now("SELECT phase FROM tasks WHERE id = ?", (task_id,))
         if not rows:
             raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
-        return Phase(rows[0][0])
+        return _PHASES[rows[0][0]]
 
     async def list_tasks(
         self,
@@ -170,31 +191,9 @@ class SqliteStore:
 
     async def _select_tasks(self, clause: str, params: tuple[Any, ...]) -> list[Task]:
         # One statement, so tasks and their steps come from one snapshot of the database.
-        task_cols = ", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(","))
-        step_cols = ", ".join(f"s.{c.strip()}" for c in _STEP_COLUMNS.split(","))
-        query = (
-            f"SELECT {task_cols}, {step_cols}, s.tokens, s.runs FROM tasks t "
-            f"LEFT JOIN steps s ON s.task_id = t.id {clause} "
-            "ORDER BY t.created_at, t.rowid, s.position"
+        return _tasks_from_rows(
+            await self._fetch(f"{_SELECT_TASKS} {clause} {_TASK_ORDER}", params)
         )
-        rows = await self._fetch(query, params)
-        heads: dict[str, Any] = {}
-        steps: dict[str, list[Step]] = {}
-        counts: dict[str, list[int]] = {}  # task -> [tokens, runs] of its steps
-        for row in rows:
-            task_id = row[0]
-            if task_id not in heads:
-                heads[task_id] = row[:_N_TASK]
-                steps[task_id] = []
-                counts[task_id] = [0, 0]
-            if row[_N_TASK] is not None:
-                steps[task_id].append(_step_from_row(row[_N_TASK : _N_TASK + _N_STEP]))
-                counts[task_id][0] += row[-2]
-                counts[task_id][1] += row[-1]
-        return [
-            _task_from_row(head, steps[task_id], *counts[task_id])
-            for task_id, head in heads.items()
-        ]
 
     async def set_phase(
         self,
@@ -206,18 +205,8 @@ class SqliteStore:
         reason: str | None,
         outbox: Sequence[str] = (),
     ) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE tasks SET phase = ?, reason = ?, updated_at = ? WHERE id = ? AND phase = ?",
-                (new.value, reason, time.time(), task_id, old.value),
-            )
-            if cur.rowcount != 1:
-                return False
-            _log(conn, task_id, None, "phase", old.value, new.value, actor, reason)
-            _touch(conn, task_id, outbox)
-            return True
-
-        return await self._w.submit(op)
+        row = (new.value, reason, time.time(), task_id, old.value)
+        return await self._w.submit(_set_phase, row, actor, outbox)
 
     async def save_plan(
         self,
@@ -268,27 +257,10 @@ class SqliteStore:
         decision: str | None = None,
         outbox: Sequence[str] = (),
     ) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            # The step counts its own runs and tokens (the task's totals are summed when read):
-            # one row written per move, not the task's row as well.
-            started = 1 if new is StepState.RUNNING else 0
-            changes = (new.value, reason, output, attempts, confirm_deadline, asks, tokens, started)
-            cur = conn.execute(
-                "UPDATE steps SET state = ?, reason = ?, output = COALESCE(?, output), "
-                "attempts = COALESCE(?, attempts), confirm_deadline = ?, asks = COALESCE(?, asks), "
-                "tokens = tokens + ?, runs = runs + ? "
-                "WHERE task_id = ? AND id = ? AND state = ?",
-                (*changes, task_id, step_id, old.value),
-            )
-            if cur.rowcount != 1:
-                return False
-            if decision is not None:
-                _log(conn, task_id, step_id, "decision", None, decision, actor, reason)
-            _log(conn, task_id, step_id, "step", old.value, new.value, actor, reason)
-            _touch(conn, task_id, outbox)
-            return True
-
-        return await self._w.submit(op)
+        started = 1 if new is StepState.RUNNING else 0
+        row = (new.value, reason, output, attempts, confirm_deadline, asks, tokens, started)
+        key = (task_id, step_id, old.value)
+        return await self._w.submit(_set_step, row, key, actor, decision, outbox)
 
     async def close_task(
         self, task_id: str, closing: Closing, *, actor: str, outbox: bool
@@ -333,12 +305,10 @@ class SqliteStore:
         )
 
     async def updates(self, task_id: str | None = None) -> list[ThreadUpdate]:
-        where = "version > sent_version" + (" AND task_id = ?" if task_id is not None else "")
-        rows = await self._fetch(
-            f"SELECT task_id, slot, seq, version, ref, digest FROM outbox WHERE {where} "
-            "ORDER BY seq",
-            (task_id,) if task_id is not None else (),
-        )
+        if task_id is None:  # every task's: a scan, off the event loop
+            rows = await self._fetch(f"{_UNSENT} ORDER BY seq", ())
+        else:
+            rows = await self._fetch_now(f"{_UNSENT} AND task_id = ? ORDER BY seq", (task_id,))
         return [ThreadUpdate(*row) for row in rows]
 
     async def mark_sent(
@@ -369,7 +339,81 @@ class SqliteStore:
             "SELECT task_id, kind, old, new, actor, at, step_id, reason FROM transitions "
             "WHERE task_id = ? ORDER BY seq"
         )
-        return [Transition(*row) for row in await self._fetch(query, (task_id,))]
+        return [Transition(*row) for row in await self._fetch_now(query, (task_id,))]
+
+
+# The writes made on every step and phase move are module functions given their values, not
+# closures: a closure over a dozen arguments is a dozen cells per queued write.
+_SET_PHASE = "UPDATE tasks SET phase = ?, reason = ?, updated_at = ? WHERE id = ? AND phase = ?"
+# The step counts its own runs and tokens (the task's totals are summed when read): one row
+# written per move, not the task's row as well.
+_SET_STEP = (
+    "UPDATE steps SET state = ?, reason = ?, output = COALESCE(?, output), "
+    "attempts = COALESCE(?, attempts), confirm_deadline = ?, asks = COALESCE(?, asks), "
+    "tokens = tokens + ?, runs = runs + ? "
+    "WHERE task_id = ? AND id = ? AND state = ?"
+)
+
+
+def _set_phase(
+    conn: sqlite3.Connection, row: tuple[Any, ...], actor: str, outbox: Sequence[str]
+) -> bool:
+    if conn.execute(_SET_PHASE, row).rowcount != 1:
+        return False
+    new, reason, _, task_id, old = row
+    _log(conn, task_id, None, "phase", old, new, actor, reason)
+    _touch(conn, task_id, outbox)
+    return True
+
+
+def _set_step(
+    conn: sqlite3.Connection,
+    row: tuple[Any, ...],
+    key: tuple[str, str, str],
+    actor: str,
+    decision: str | None,
+    outbox: Sequence[str],
+) -> bool:
+    if conn.execute(_SET_STEP, row + key).rowcount != 1:
+        return False
+    task_id, step_id, old = key
+    reason = row[1]
+    if decision is not None:
+        _log(conn, task_id, step_id, "decision", None, decision, actor, reason)
+    _log(conn, task_id, step_id, "step", old, row[0], actor, reason)
+    _touch(conn, task_id, outbox)
+    return True
+
+
+_SELECT_TASKS = (
+    "SELECT "
+    + ", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"s.{c.strip()}" for c in _STEP_COLUMNS.split(","))
+    + ", s.tokens, s.runs FROM tasks t LEFT JOIN steps s ON s.task_id = t.id"
+)
+_UNSENT = "SELECT task_id, slot, seq, version, ref, digest FROM outbox WHERE version > sent_version"
+_TASK_ORDER = "ORDER BY t.created_at, t.rowid, s.position"
+_ONE_TASK = " WHERE t.id = ? ORDER BY s.position"
+
+
+def _tasks_from_rows(rows: list[Any]) -> list[Task]:
+    heads: dict[str, Any] = {}
+    steps: dict[str, list[Step]] = {}
+    counts: dict[str, list[int]] = {}  # task -> [tokens, runs] of its steps
+    for row in rows:
+        task_id = row[0]
+        if task_id not in heads:
+            heads[task_id] = row[:_N_TASK]
+            steps[task_id] = []
+            counts[task_id] = [0, 0]
+        if row[_N_TASK] is not None:
+            steps[task_id].append(_step_from_row(row[_N_TASK : _N_TASK + _N_STEP]))
+            counts[task_id][0] += row[-2]
+            counts[task_id][1] += row[-1]
+    return [
+        _task_from_row(head, steps[task_id], *counts[task_id]) for task_id, head in heads.items()
+    ]
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -420,10 +464,18 @@ def _task_row(t: Task) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+# Stored values to members by dict: calling an Enum is three Python calls, and a task read
+# converts three per step.
+_PHASES = {p.value: p for p in Phase}
+_STATES = {s.value: s for s in StepState}
+_ACTIONS = {a.value: a for a in Action}
+_TIERS = {t.value: t for t in Tier}
+
+
 def _task_from_row(row: Any, steps: list[Step], step_tokens: int, step_runs: int) -> Task:
     # The task row counts planning's tokens; its steps count their own runs and tokens.
     return Task(
-        id=row[0], scope=row[1], requester=row[2], request=row[3], phase=Phase(row[4]),
+        id=row[0], scope=row[1], requester=row[2], request=row[3], phase=_PHASES[row[4]],
         reason=row[5], created_at=row[6], updated_at=row[7], plan_version=row[8],
         replans=row[9], tokens_used=row[10] + step_tokens, steps_run=row[11] + step_runs,
         steps=tuple(steps),
@@ -441,8 +493,8 @@ def _step_row(task_id: str, s: Step) -> tuple[Any, ...]:
 
 def _step_from_row(r: Any) -> Step:
     return Step(
-        id=r[1], position=r[2], plan_version=r[3], description=r[4], action=Action(r[5]),
-        input=r[6], depends_on=tuple(json.loads(r[7])), tier=Tier(r[8]), state=StepState(r[9]),
+        id=r[1], position=r[2], plan_version=r[3], description=r[4], action=_ACTIONS[r[5]],
+        input=r[6], depends_on=tuple(json.loads(r[7])), tier=_TIERS[r[8]], state=_STATES[r[9]],
         output=r[10], reason=r[11], attempts=r[12], is_superseded=bool(r[13]),
         confirm_deadline=r[14], asks=r[15], tool=r[16],
     )  # fmt: skip

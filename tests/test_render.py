@@ -93,7 +93,7 @@ def test_hostile_text_is_escaped_in_every_messages_plain_text_too() -> None:
     task = _task([HOSTILE_TEXT], request=HOSTILE_TEXT)
     done = task.__class__(**{**task.__dict__, "phase": Phase.FAILED, "reason": HOSTILE_TEXT})
     step = task.steps[0]
-    hostile_step = step.__class__(**{**step.__dict__, "reason": HOSTILE_TEXT})
+    hostile_step = step.evolve(reason=HOSTILE_TEXT)
     messages = [
         render.planning(task),
         render.plan(task),
@@ -117,7 +117,7 @@ def test_hostile_text_is_escaped_in_every_messages_plain_text_too() -> None:
 
 def test_step_ids_from_the_model_are_escaped_where_they_are_shown() -> None:
     task = _task(["a"])
-    hostile = task.steps[0].__class__(**{**task.steps[0].__dict__, "id": "<!here>"})
+    hostile = task.steps[0].evolve(id="<!here>")
     task = task.__class__(**{**task.__dict__, "steps": (hostile,)})
     for message in (render.plan(task), render.progress(task), render.summary(task)):
         assert_nothing_live({"text": message.text, "blocks": message.blocks})
@@ -194,7 +194,7 @@ def _tool_task(arguments: str, earlier_output: str) -> Task:
         state=StepState.AWAITING_CONFIRMATION,
         tool="fake.record",
     )
-    done = task.steps[0].__class__(**{**task.steps[0].__dict__, "output": earlier_output})
+    done = task.steps[0].evolve(output=earlier_output)
     return task.__class__(**{**task.__dict__, "steps": (done, call)})
 
 
