@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -83,31 +84,55 @@ class EventBus:
     tasks cost one queue put per event, not a thousand."""
 
     def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[Event]] = set()
-        self._by_task: dict[str, set[asyncio.Queue[Event]]] = {}
+        self._inboxes: set[_Inbox] = set()
+        self._by_task: dict[str, set[_Inbox]] = {}
 
     def publish(self, event: Event) -> None:
         """Hand the event to every subscriber of all events and of its task."""
-        for queue in self._queues:
-            queue.put_nowait(event)
-        for queue in self._by_task.get(event.task_id, ()):
-            queue.put_nowait(event)
+        for inbox in self._inboxes:
+            inbox.put(event)
+        for inbox in self._by_task.get(event.task_id, ()):
+            inbox.put(event)
 
     @asynccontextmanager
     async def subscribe(self, task_id: str | None = None) -> AsyncIterator[AsyncIterator[Event]]:
         """`async with bus.subscribe() as events: async for e in events: ...`; with `task_id`,
         that task's events only."""
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        queues = self._queues if task_id is None else self._by_task.setdefault(task_id, set())
+        inbox = _Inbox()
+        inboxes = self._inboxes if task_id is None else self._by_task.setdefault(task_id, set())
 
         async def events() -> AsyncIterator[Event]:
             while True:
-                yield await queue.get()
+                yield await inbox.get()
 
-        queues.add(queue)
+        inboxes.add(inbox)
         try:
             yield events()
         finally:
-            queues.discard(queue)
-            if task_id is not None and not queues:
+            inboxes.discard(inbox)
+            if task_id is not None and not inboxes:
                 del self._by_task[task_id]
+
+
+class _Inbox:
+    """One subscriber's unbounded queue: a deque and a future to wake its reader.
+
+    Not an asyncio.Queue: every change of every task passes through one of these, and the
+    queue's bookkeeping (sizes, putters, a join event) is work nobody here needs."""
+
+    __slots__ = ("_events", "_wake")
+
+    def __init__(self) -> None:
+        self._events: deque[Event] = deque()
+        self._wake: asyncio.Future[None] | None = None
+
+    def put(self, event: Event) -> None:
+        self._events.append(event)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def get(self) -> Event:
+        while not self._events:
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        return self._events.popleft()

@@ -26,7 +26,8 @@ from ._thread import replan_slots
 log = logging.getLogger(__name__)
 Outcome = tuple[Phase, str | None]
 PhaseWriter = Callable[[str, Phase, Phase, str, str | None], Awaitable[None]]
-Finisher = Callable[[str], Awaitable[None]]
+# Closes an ended task: its id, and the task as its run left it when that is known for sure.
+Finisher = Callable[[str, Task | None], Awaitable[None]]
 
 
 class Executor:
@@ -134,11 +135,13 @@ class Executor:
                 if run.is_shutdown or not run.drive.cancelled():
                     raise
                 phase, reason = Phase.CANCELLED, None
+            ended: Task | None = None  # None: whoever cancelled wrote the phase; read it
             if phase is not Phase.CANCELLED:
                 # NotPendingError: a cancel won the race; its phase stands.
                 with contextlib.suppress(NotPendingError):
                     await self._write_phase(task_id, Phase.EXECUTING, phase, SYSTEM, reason)
-            await self._on_finished(task_id)
+                    ended = run.ended(phase, reason)
+            await self._on_finished(task_id, ended)
         except asyncio.CancelledError:
             if not run.is_shutdown:
                 raise
@@ -155,7 +158,7 @@ class Executor:
             await self._write_phase(
                 task_id, Phase.EXECUTING, Phase.FAILED, SYSTEM, "internal error"
             )
-        await self._on_finished(task_id)
+        await self._on_finished(task_id, None)
 
     async def _drive_within_budget(self, run: TaskRun) -> Outcome:
         limit = self._config.task_timeout_s

@@ -297,9 +297,11 @@ class Orchestrator:
             )
         return task
 
-    async def _finish(self, task_id: str) -> None:
-        """Close an ended task's steps (and add its summary to the outbox), then announce it."""
-        task = await self._steps.close(await self._store.get_task(task_id))
+    async def _finish(self, task_id: str, ended: Task | None = None) -> None:
+        """Close an ended task's steps (and add its summary to the outbox), then announce it.
+
+        `ended`: the task as stored, when the caller knows it without a read."""
+        task = await self._steps.close(ended or await self._store.get_task(task_id))
         self._bus.publish(TaskFinished(task_id, task.phase, summary_text(task)))
 
     async def _started_at(self, task_id: str) -> float:

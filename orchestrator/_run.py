@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._models import Step, Task
 from ._phases import Phase, StepState
@@ -57,6 +57,22 @@ class TaskRun:
         """Take the steps' plan versions and positions as they now are."""
         live = [s for s in self.steps.values() if not s.is_superseded]
         self.order = [s.id for s in sorted(live, key=lambda s: (s.plan_version, s.position))]
+
+    def ended(self, phase: Phase, reason: str | None) -> Task:
+        """The task as the store now holds it, once this run has written its last phase."""
+        # The run is the only writer of its steps and counters, so this is what a read would
+        # return; the executor closes a task from it without reading it back.
+        steps = sorted(self.steps.values(), key=lambda s: s.position)
+        return replace(
+            self.task,
+            phase=phase,
+            reason=reason,
+            steps=tuple(steps),
+            tokens_used=self.tokens,
+            steps_run=self.steps_run,
+            replans=self.replans,
+            plan_version=self.plan_version,
+        )
 
     def in_state(self, *states: StepState) -> list[Step]:
         """Steps of the current plan in any of `states`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import time
@@ -491,10 +492,16 @@ def _step_row(task_id: str, s: Step) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)
+def _depends_on(stored: str) -> tuple[str, ...]:
+    # Plans repeat the same few lists ("[]", ["a", "b"]): decoded once each, shared (a tuple).
+    return tuple(json.loads(stored))
+
+
 def _step_from_row(r: Any) -> Step:
     return Step(
         id=r[1], position=r[2], plan_version=r[3], description=r[4], action=_ACTIONS[r[5]],
-        input=r[6], depends_on=tuple(json.loads(r[7])), tier=_TIERS[r[8]], state=_STATES[r[9]],
+        input=r[6], depends_on=_depends_on(r[7]), tier=_TIERS[r[8]], state=_STATES[r[9]],
         output=r[10], reason=r[11], attempts=r[12], is_superseded=bool(r[13]),
         confirm_deadline=r[14], asks=r[15], tool=r[16],
     )  # fmt: skip

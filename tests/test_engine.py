@@ -19,6 +19,7 @@ from orchestrator import (
     StepState,
     Task,
     TaskFinished,
+    summary_text,
 )
 from tests.conftest import MakeOrchestrator
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router, step_request
@@ -206,8 +207,13 @@ async def test_a_failed_step_skips_its_dependents_and_a_replan_finishes_the_work
         {"a": Reply.error(400, "the model refused")},
     )
     orch = await make_orchestrator()
-    task = await run_to_end(orch, await planned(orch, "x"))
+    async with orch.subscribe() as events:
+        task = await run_to_end(orch, await planned(orch, "x"))
+        async with asyncio.timeout(5):
+            finished = await anext(e async for e in events if isinstance(e, TaskFinished))
     assert task.phase is Phase.COMPLETED
+    # The run closes the task from what it wrote, unread: the summary is the stored task's.
+    assert finished.summary == summary_text(task)
     assert states(task) == {
         "a": "failed",
         "b": "skipped",
