@@ -19,6 +19,7 @@ from ._planner import Planner
 from ._retry import with_retries
 from ._run import TaskRun
 from ._sandbox import old_run_note
+from ._slots import Slots
 from ._steps import StepWriter
 from ._store import Store
 from ._thread import replan_slots
@@ -169,11 +170,11 @@ class Executor:
             return Phase.FAILED, f"budget exceeded: the task ran longer than {limit:g}s"
 
     async def _drive(self, run: TaskRun) -> Outcome:
-        semaphore = asyncio.Semaphore(self._config.max_parallel)
+        slots = Slots(self._config.max_parallel)
         try:
             while True:
                 for step in self._startable(run):
-                    run.running[step.id] = asyncio.create_task(self._step(run, step.id, semaphore))
+                    run.running[step.id] = asyncio.create_task(self._step(run, step.id, slots))
                 if not run.running:
                     break
                 done, _ = await asyncio.wait(
@@ -224,7 +225,7 @@ class Executor:
             future.cancel()
         run.confirmations.clear()
 
-    async def _step(self, run: TaskRun, step_id: str, semaphore: asyncio.Semaphore) -> None:
+    async def _step(self, run: TaskRun, step_id: str, slots: Slots) -> None:
         step = run.steps[step_id]
         actor = SYSTEM
         # A recovered side effect waits in AWAITING_CONFIRMATION whatever its tier.
@@ -233,7 +234,7 @@ class Executor:
             if decided_by is None:
                 return
             actor = decided_by
-        async with semaphore:
+        async with slots:
             if not self._within_budgets(run):
                 return
             attempts = run.steps[step_id].attempts + 1
