@@ -84,8 +84,8 @@ class EventBus:
     tasks cost one queue put per event, not a thousand."""
 
     def __init__(self) -> None:
-        self._inboxes: set[_Inbox] = set()
-        self._by_task: dict[str, set[_Inbox]] = {}
+        self._inboxes: set[Inbox] = set()
+        self._by_task: dict[str, set[Inbox]] = {}
 
     def publish(self, event: Event) -> None:
         """Hand the event to every subscriber of all events and of its task."""
@@ -98,23 +98,39 @@ class EventBus:
     async def subscribe(self, task_id: str | None = None) -> AsyncIterator[AsyncIterator[Event]]:
         """`async with bus.subscribe() as events: async for e in events: ...`; with `task_id`,
         that task's events only."""
-        inbox = _Inbox()
-        inboxes = self._inboxes if task_id is None else self._by_task.setdefault(task_id, set())
+        inbox = self.watch(task_id)
 
         async def events() -> AsyncIterator[Event]:
             while True:
                 yield await inbox.get()
 
-        inboxes.add(inbox)
         try:
             yield events()
         finally:
+            self.unwatch(inbox, task_id)
+
+    def watch(self, task_id: str | None) -> Inbox:
+        """A queue of every event from now on (of one task, with `task_id`); `unwatch` it."""
+        inbox = Inbox()
+        if task_id is None:
+            self._inboxes.add(inbox)
+        else:
+            self._by_task.setdefault(task_id, set()).add(inbox)
+        return inbox
+
+    def unwatch(self, inbox: Inbox, task_id: str | None) -> None:
+        """Stop filling `inbox`."""
+        if task_id is None:
+            self._inboxes.discard(inbox)
+            return
+        inboxes = self._by_task.get(task_id)
+        if inboxes is not None:
             inboxes.discard(inbox)
-            if task_id is not None and not inboxes:
+            if not inboxes:
                 del self._by_task[task_id]
 
 
-class _Inbox:
+class Inbox:
     """One subscriber's unbounded queue: a deque and a future to wake its reader.
 
     Not an asyncio.Queue: every change of every task passes through one of these, and the

@@ -244,18 +244,22 @@ class Orchestrator:
 
     async def wait(self, task_id: str, phases: Collection[Phase], *, timeout: float) -> Task:
         """The task once it is in one of `phases` (a terminal one also ends the wait)."""
-        async with asyncio.timeout(timeout), self._bus.subscribe(task_id) as events:
-            # The phase, then the events, say where it is: the whole task is read once, to
-            # return it (a thousand waits at once are as many reads, not a storm of them).
-            phase = await self._store.get_phase(task_id)
-            while phase not in phases and not phase.is_terminal:
-                event = await anext(events)
-                if isinstance(event, PhaseChanged):
-                    phase = event.new
-            if phase.is_terminal:
-                # Return after the summary is out, so callers see the steps' final states.
-                await self._executor.wait_idle(task_id)
-            return await self._store.get_task(task_id)
+        inbox = self._bus.watch(task_id)  # before the read: no change can slip between
+        try:
+            async with asyncio.timeout(timeout):
+                # The phase, then the events, say where it is: the whole task is read once, to
+                # return it (a thousand waits at once are as many reads, not a storm of them).
+                phase = await self._store.get_phase(task_id)
+                while phase not in phases and not phase.is_terminal:
+                    event = await inbox.get()
+                    if isinstance(event, PhaseChanged):
+                        phase = event.new
+                if phase.is_terminal:
+                    # Return after the summary is out, so callers see the steps' final states.
+                    await self._executor.wait_idle(task_id)
+                return await self._store.get_task(task_id)
+        finally:
+            self._bus.unwatch(inbox, task_id)
 
     async def _set_phase(
         self, task_id: str, old: Phase, new: Phase, actor: str, reason: str | None
