@@ -63,8 +63,9 @@ class GroupWriter:
             self._thread.shutdown(wait=False)
             self._task = self._conn = None
 
-    async def submit(self, op: Callable[..., T], *args: Any) -> T:
-        """Run `op(conn, *args)` in the next transaction and return its result once committed."""
+    def submit(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue `op(conn, *args)` for the next transaction; await the result, there once it
+        is committed. (A future, not a coroutine: one object fewer on every write.)"""
         if self._task is None or self._is_closing:
             raise StoreError("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -72,7 +73,7 @@ class GroupWriter:
         self._wake_up()
         # A cancelled caller cancels only its wait: the write is queued and lands regardless
         # (the batch skips a future that is done), so no shield is needed.
-        return await future
+        return future
 
     def _wake_up(self) -> None:
         if self._wake is not None and not self._wake.done():
