@@ -174,13 +174,15 @@ class Planner:
         problems = [self._check_action(s, tools, allowed) for s in spec.steps]
         if any(problems):
             raise PlanValidationError("; ".join(p for p in problems if p))
-        steps = [self._step(s, tools.get(s.tool), plan_version) for s in spec.steps]
-        validate_graph(steps, max_steps=self._config.max_steps, outside_ids={*outside, *taken})
-        for step in steps:
-            if any(d in taken for d in step.depends_on):
-                raise PlanValidationError(f"step {step.id!r} depends on a step that did not run")
-        ordered = topological_order(steps)
-        return tuple(s.evolve(position=i) for i, s in enumerate(ordered))
+        validate_graph(spec.steps, max_steps=self._config.max_steps, outside_ids={*outside, *taken})
+        for s in spec.steps:
+            if any(d in taken for d in s.depends_on):
+                raise PlanValidationError(f"step {s.id!r} depends on a step that did not run")
+        ordered = topological_order(spec.steps)
+        return tuple(
+            self._step(s, tools.get(s.tool), plan_version, position=i)
+            for i, s in enumerate(ordered)
+        )
 
     def _check_action(
         self, spec: StepSpec, tools: dict[str, ToolSpec], allowed: list[str]
@@ -198,7 +200,9 @@ class Planner:
             return check_tool_step(step_id, tool, spec.tool, spec.input, spec.depends_on)
         return None
 
-    def _step(self, spec: StepSpec, tool: ToolSpec | None, plan_version: int) -> Step:
+    def _step(
+        self, spec: StepSpec, tool: ToolSpec | None, plan_version: int, *, position: int
+    ) -> Step:
         """A checked step as stored; a tool step names its tool, its arguments re-serialised."""
         action = Action(spec.action)
         step = Step(
@@ -210,6 +214,7 @@ class Planner:
             tier=assess_tier(action, spec.input, spec.tier),
             state=StepState.PENDING,
             plan_version=plan_version,
+            position=position,
         )
         if action is Action.IMPLEMENT:  # any agent may end up running it: the riskiest counts
             return step.evolve(tier=max(step.tier, self._agents.tier, key=lambda t: t.rank))
