@@ -27,8 +27,9 @@ from ._thread import replan_slots
 log = logging.getLogger(__name__)
 Outcome = tuple[Phase, str | None]
 PhaseWriter = Callable[[str, Phase, Phase, str, str | None], Awaitable[None]]
-# Closes an ended task: its id, and the task as its run left it when that is known for sure.
-Finisher = Callable[[str, Task | None], Awaitable[None]]
+Finisher = Callable[[str], Awaitable[None]]
+# Ends a task its run knows exactly (its terminal phase and every step) in one write, from `old`.
+Ender = Callable[[Task, Phase], Awaitable[None]]
 
 
 class Executor:
@@ -44,6 +45,7 @@ class Executor:
         actions: ActionRunner,
         config: OrchestratorConfig,
         write_phase: PhaseWriter,
+        end: Ender,
         on_finished: Finisher,
         has_outbox: bool,
     ) -> None:
@@ -54,6 +56,7 @@ class Executor:
         self._actions = actions
         self._config = config
         self._write_phase = write_phase
+        self._end = end
         self._on_finished = on_finished
         self._has_outbox = has_outbox
         self._runs: dict[str, TaskRun] = {}
@@ -136,13 +139,19 @@ class Executor:
                 if run.is_shutdown or not run.drive.cancelled():
                     raise
                 phase, reason = Phase.CANCELLED, None
-            ended: Task | None = None  # None: whoever cancelled wrote the phase; read it
-            if phase is not Phase.CANCELLED:
+            if phase is Phase.COMPLETED:
+                # Every step ended under this run, which wrote each move itself: the task as
+                # it holds it is the stored one, so it ends and closes in one write.
                 # NotPendingError: a cancel won the race; its phase stands.
+                try:
+                    await self._end(run.ended(phase, reason), Phase.EXECUTING)
+                    return
+                except NotPendingError:
+                    pass
+            elif phase is not Phase.CANCELLED:
                 with contextlib.suppress(NotPendingError):
                     await self._write_phase(task_id, Phase.EXECUTING, phase, SYSTEM, reason)
-                    ended = run.ended(phase, reason)
-            await self._on_finished(task_id, ended)
+            await self._on_finished(task_id)
         except asyncio.CancelledError:
             if not run.is_shutdown:
                 raise
@@ -159,7 +168,7 @@ class Executor:
             await self._write_phase(
                 task_id, Phase.EXECUTING, Phase.FAILED, SYSTEM, "internal error"
             )
-        await self._on_finished(task_id, None)
+        await self._on_finished(task_id)
 
     async def _drive_within_budget(self, run: TaskRun) -> Outcome:
         limit = self._config.task_timeout_s

@@ -22,7 +22,7 @@ from ._models import SYSTEM, Task, Transition
 from ._phases import Phase, check_phase
 from ._planner import Planner
 from ._sandbox import Isolation, detect_isolation
-from ._steps import StepWriter
+from ._steps import StepWriter, closing_for
 from ._store import Store
 from ._summary import summary_text
 from ._thread import PLAN, ThreadUpdate, phase_slots
@@ -72,6 +72,7 @@ class Orchestrator:
             actions=self._actions,
             config=self.config,
             write_phase=self._set_phase,
+            end=self._end,
             on_finished=self._finish,
             has_outbox=has_outbox,
         )
@@ -301,12 +302,32 @@ class Orchestrator:
             )
         return task
 
-    async def _finish(self, task_id: str, ended: Task | None = None) -> None:
-        """Close an ended task's steps (and add its summary to the outbox), then announce it.
-
-        `ended`: the task as stored, when the caller knows it without a read."""
-        task = await self._steps.close(ended or await self._store.get_task(task_id))
+    async def _finish(self, task_id: str) -> None:
+        """Close an ended task's steps (and add its summary to the outbox), then announce it."""
+        task = await self._steps.close(await self._store.get_task(task_id))
         self._bus.publish(TaskFinished(task_id, task.phase, summary_text(task)))
+
+    async def _end(self, ended: Task, old: Phase) -> None:
+        """Move a task from `old` to `ended`'s terminal phase and close it, in one write, then
+        announce both; `ended` is the task exactly as stored but for that phase."""
+        new = ended.phase
+        check_phase(old, new)
+        reason = self.config.redactor.redact(ended.reason)
+        moves = await self._store.end_task(
+            ended.id,
+            old=old,
+            new=new,
+            actor=SYSTEM,
+            reason=reason,
+            closing=closing_for(new, reason),
+            outbox=phase_slots(old, new) if self._has_outbox else (),
+            has_outbox=self._has_outbox,
+        )
+        if moves is None:
+            raise await self._not_pending(ended.id, expected=old)
+        self._bus.publish(PhaseChanged(ended.id, old, new, SYSTEM, reason))
+        task = self._steps.closed(replace(ended, reason=reason), moves)
+        self._bus.publish(TaskFinished(ended.id, new, summary_text(task)))
 
     async def _started_at(self, task_id: str) -> float:
         moves = await self._store.history(task_id)

@@ -59,9 +59,9 @@ class TaskRun:
         self.order = [s.id for s in sorted(live, key=lambda s: (s.plan_version, s.position))]
 
     def ended(self, phase: Phase, reason: str | None) -> Task:
-        """The task as the store now holds it, once this run has written its last phase."""
-        # The run is the only writer of its steps and counters, so this is what a read would
-        # return; the executor closes a task from it without reading it back.
+        """The task as stored once this run ends it in `phase`: the run is the only writer of
+        its steps and counters. (Not after steps were cancelled: a cancelled step's last write
+        may have landed unseen.)"""
         steps = sorted(self.steps.values(), key=lambda s: s.position)
         return replace(
             self.task,

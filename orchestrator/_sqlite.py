@@ -266,38 +266,22 @@ class SqliteStore:
     async def close_task(
         self, task_id: str, closing: Closing, *, actor: str, outbox: bool
     ) -> list[Transition]:
-        def op(conn: sqlite3.Connection) -> list[Transition]:
-            open_steps = conn.execute(
-                f"SELECT id, state FROM steps WHERE task_id = ? AND is_superseded = 0 "
-                f"AND state IN ({_marks(len(_OPEN_STATES))}) ORDER BY plan_version, position",
-                (task_id, *_OPEN_STATES),
-            ).fetchall()
-            now = time.time()
-            moves = []
-            for step_id, state in open_steps:
-                new, reason = closing[StepState(state)]
-                conn.execute(
-                    "UPDATE steps SET state = ?, reason = ?, confirm_deadline = NULL "
-                    "WHERE task_id = ? AND id = ?",
-                    (new.value, reason, task_id, step_id),
-                )
-                _log(conn, task_id, step_id, "step", state, new.value, actor, reason)
-                moves.append(
-                    Transition(task_id, "step", state, new.value, actor, now, step_id, reason)
-                )
-            conn.execute(
-                "UPDATE tasks SET closed_at = ?, updated_at = ? WHERE id = ?", (now, now, task_id)
-            )
-            if outbox:
-                # Everything is rendered once more at the end: a prompt or plan still showing
-                # buttons loses them, and the summary is added after every other slot.
-                conn.execute(
-                    "UPDATE outbox SET version = version + 1 WHERE task_id = ?", (task_id,)
-                )
-                _touch(conn, task_id, (SUMMARY,))
-            return moves
+        return await self._w.submit(_close, task_id, closing, actor, outbox)
 
-        return await self._w.submit(op)
+    async def end_task(
+        self,
+        task_id: str,
+        *,
+        old: Phase,
+        new: Phase,
+        actor: str,
+        reason: str | None,
+        closing: Closing,
+        outbox: Sequence[str] = (),
+        has_outbox: bool = False,
+    ) -> list[Transition] | None:
+        row = (new.value, reason, time.time(), task_id, old.value)
+        return await self._w.submit(_end, row, actor, outbox, closing, has_outbox)
 
     async def list_unclosed(self) -> list[Task]:
         phases = _marks(len(_TERMINAL))
@@ -415,6 +399,47 @@ def _tasks_from_rows(rows: list[Any]) -> list[Task]:
     return [
         _task_from_row(head, steps[task_id], *counts[task_id]) for task_id, head in heads.items()
     ]
+
+
+def _close(
+    conn: sqlite3.Connection, task_id: str, closing: Closing, actor: str, outbox: bool
+) -> list[Transition]:
+    open_steps = conn.execute(
+        f"SELECT id, state FROM steps WHERE task_id = ? AND is_superseded = 0 "
+        f"AND state IN ({_marks(len(_OPEN_STATES))}) ORDER BY plan_version, position",
+        (task_id, *_OPEN_STATES),
+    ).fetchall()
+    now = time.time()
+    moves = []
+    for step_id, state in open_steps:
+        new, reason = closing[StepState(state)]
+        conn.execute(
+            "UPDATE steps SET state = ?, reason = ?, confirm_deadline = NULL "
+            "WHERE task_id = ? AND id = ?",
+            (new.value, reason, task_id, step_id),
+        )
+        _log(conn, task_id, step_id, "step", state, new.value, actor, reason)
+        moves.append(Transition(task_id, "step", state, new.value, actor, now, step_id, reason))
+    conn.execute("UPDATE tasks SET closed_at = ?, updated_at = ? WHERE id = ?", (now, now, task_id))
+    if outbox:
+        # Everything is rendered once more at the end: a prompt or plan still showing
+        # buttons loses them, and the summary is added after every other slot.
+        conn.execute("UPDATE outbox SET version = version + 1 WHERE task_id = ?", (task_id,))
+        _touch(conn, task_id, (SUMMARY,))
+    return moves
+
+
+def _end(
+    conn: sqlite3.Connection,
+    row: tuple[Any, ...],
+    actor: str,
+    outbox: Sequence[str],
+    closing: Closing,
+    has_outbox: bool,
+) -> list[Transition] | None:
+    if not _set_phase(conn, row, actor, outbox):
+        return None
+    return _close(conn, row[3], closing, actor, has_outbox)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

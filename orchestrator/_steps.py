@@ -9,7 +9,7 @@ from dataclasses import replace
 from ._config import OrchestratorConfig
 from ._events import ConfirmationRequested, EventBus, StepChanged
 from ._graph import dependents
-from ._models import SYSTEM, Closing, Task
+from ._models import SYSTEM, Closing, Task, Transition
 from ._phases import STEP_TRANSITIONS, Phase, StepState, check_state
 from ._run import TaskRun
 from ._store import Store
@@ -60,6 +60,10 @@ class StepWriter:
         moves = await self._store.close_task(
             task.id, closing_for(task.phase, task.reason), actor=SYSTEM, outbox=self._has_outbox
         )
+        return self.closed(task, moves)
+
+    def closed(self, task: Task, moves: list[Transition]) -> Task:
+        """Announce the step moves that closed `task`; the task with them."""
         closed = {m.step_id: m for m in moves}
         for m in moves:
             assert m.step_id is not None and m.old is not None

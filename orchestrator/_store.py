@@ -105,6 +105,21 @@ class Store(Protocol):
 
         Returns the step moves made."""
 
+    async def end_task(
+        self,
+        task_id: str,
+        *,
+        old: Phase,
+        new: Phase,
+        actor: str,
+        reason: str | None,
+        closing: Closing,
+        outbox: Sequence[str] = (),
+        has_outbox: bool = False,
+    ) -> list[Transition] | None:
+        """`set_phase` to a terminal phase and `close_task`, in one transaction; the step
+        moves made, or None when the stored phase is not `old` (nothing written)."""
+
     async def list_unclosed(self) -> list[Task]:
         """Tasks in a terminal phase whose close never committed (a crash came between)."""
 
