@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,6 +115,33 @@ async def test_closing_a_task_closes_its_open_steps_renders_every_slot_again_and
     }
     assert [u.slot for u in await store.updates("t1")] == ["plan", "progress", "summary"]
     assert await store.list_unclosed() == []
+
+
+async def test_ending_a_task_sets_its_phase_and_closes_it_in_one_write_or_writes_nothing(
+    store: SqliteStore,
+) -> None:
+    await with_plan(store, "t1", "s1", "s2")
+    await store.set_step("t1", "s1", old=StepState.PENDING, new=StepState.RUNNING, actor="e")
+    skip_all = {state: (StepState.SKIPPED, "not run") for state in StepState}
+    kw: dict[str, Any] = {"actor": "x", "reason": None, "closing": skip_all, "has_outbox": True}
+
+    # Not in the phase the caller thinks: nothing at all is written.
+    before = await store.history("t1")
+    assert await store.end_task("t1", old=Phase.EXECUTING, new=Phase.COMPLETED, **kw) is None
+    assert await store.history("t1") == before
+    assert (await store.get_task("t1")).phase is Phase.PLANNING
+
+    moves = await store.end_task("t1", old=Phase.PLANNING, new=Phase.FAILED, outbox=("plan",), **kw)
+    assert moves is not None
+    assert [(m.step_id, m.old, m.new) for m in moves] == [
+        ("s1", "running", "skipped"),
+        ("s2", "pending", "skipped"),
+    ]
+    task = await store.get_task("t1")
+    assert task.phase is Phase.FAILED
+    assert {s.state for s in task.steps} == {StepState.SKIPPED}
+    assert await store.list_unclosed() == []  # closed in the same write
+    assert [u.slot for u in await store.updates("t1")] == ["plan", "summary"]
 
 
 async def test_a_v1_database_migrates_with_its_ended_tasks_counted_as_closed(db: Path) -> None:
