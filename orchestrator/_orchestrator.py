@@ -20,7 +20,7 @@ from ._executor import Executor
 from ._llm import LLM
 from ._models import SYSTEM, Task, Transition
 from ._phases import Phase, check_phase
-from ._planner import Planner
+from ._planner import Planner, PlanResult
 from ._sandbox import Isolation, detect_isolation
 from ._steps import StepWriter, closing_for
 from ._store import Store
@@ -263,15 +263,36 @@ class Orchestrator:
             self._bus.unwatch(inbox, task_id)
 
     async def _set_phase(
-        self, task_id: str, old: Phase, new: Phase, actor: str, reason: str | None
+        self,
+        task_id: str,
+        old: Phase,
+        new: Phase,
+        actor: str,
+        reason: str | None,
+        *,
+        plan: PlanResult | None = None,
     ) -> None:
-        """The one writer of a task's phase: table check, compare-and-set, then the event."""
+        """The one writer of a task's phase: table check, compare-and-set, then the event.
+
+        `plan`: the task's first plan, saved in the same write."""
         check_phase(old, new)
         reason = self.config.redactor.redact(reason)  # a failure may quote a step or the model
         slots = phase_slots(old, new) if self._has_outbox else ()
-        if not await self._store.set_phase(
-            task_id, old=old, new=new, actor=actor, reason=reason, outbox=slots
-        ):
+        if plan is not None:
+            is_set = await self._store.save_plan(
+                task_id,
+                plan.steps,
+                plan_version=1,
+                actor=actor,
+                tokens=plan.tokens,
+                outbox=slots,
+                phase=(old, new),
+            )
+        else:
+            is_set = await self._store.set_phase(
+                task_id, old=old, new=new, actor=actor, reason=reason, outbox=slots
+            )
+        if not is_set:
             raise await self._not_pending(task_id, expected=old)
         self._bus.publish(PhaseChanged(task_id, old, new, actor, reason))
 
@@ -341,12 +362,12 @@ class Orchestrator:
 
     async def _plan(self, task: Task) -> None:
         try:
-            if task.plan_version == 0:
-                result = await self._planner.build_plan(task.request)
-                await self._store.save_plan(
-                    task.id, result.steps, plan_version=1, actor=SYSTEM, tokens=result.tokens
-                )
-            await self._set_phase(task.id, Phase.PLANNING, Phase.AWAITING_APPROVAL, SYSTEM, None)
+            # The plan and the phase that shows it are one write; a task whose plan was saved
+            # by an older version (in a write of its own) only moves on.
+            plan = None if task.plan_version else await self._planner.build_plan(task.request)
+            await self._set_phase(
+                task.id, Phase.PLANNING, Phase.AWAITING_APPROVAL, SYSTEM, None, plan=plan
+            )
         except NotPendingError:
             return  # cancelled while planning
         except OrchestratorError as err:

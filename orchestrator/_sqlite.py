@@ -220,10 +220,15 @@ class SqliteStore:
         reason: str | None = None,
         tokens: int = 0,
         outbox: Sequence[str] = (),
-    ) -> None:
+        phase: tuple[Phase, Phase] | None = None,
+    ) -> bool:
         rows = [_step_row(task_id, s) for s in steps]
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> bool:
+            if phase is not None:
+                stored = conn.execute("SELECT phase FROM tasks WHERE id = ?", (task_id,))
+                if stored.fetchone() != (phase[0].value,):
+                    return False
             conn.executemany(
                 "UPDATE steps SET is_superseded = 1 WHERE task_id = ? AND id = ?",
                 [(task_id, step_id) for step_id in replaced],
@@ -231,15 +236,20 @@ class SqliteStore:
             conn.executemany(
                 f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({_marks(_N_STEP)})", rows
             )
+            now = time.time()
             conn.execute(
                 "UPDATE tasks SET plan_version = ?, replans = replans + ?, "
                 "tokens_used = tokens_used + ?, updated_at = ? WHERE id = ?",
-                (plan_version, 1 if plan_version > 1 else 0, tokens, time.time(), task_id),
+                (plan_version, 1 if plan_version > 1 else 0, tokens, now, task_id),
             )
             _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
             _touch(conn, task_id, outbox)
+            if phase is not None:  # the row was read above, in this transaction: it is set
+                old, new = phase
+                _set_phase(conn, (new.value, None, now, task_id, old.value), actor, ())
+            return True
 
-        await self._w.submit(op)
+        return await self._w.submit(op)
 
     async def set_step(
         self,

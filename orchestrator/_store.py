@@ -72,9 +72,12 @@ class Store(Protocol):
         reason: str | None = None,
         tokens: int = 0,
         outbox: Sequence[str] = (),
-    ) -> None:
+        phase: tuple[Phase, Phase] | None = None,
+    ) -> bool:
         """Add a plan's steps, mark `replaced` step ids superseded, set the plan version, and
-        count the `tokens` it took to make."""
+        count the `tokens` it took to make. With `phase` (old, new), move the task's phase in
+        the same transaction (logged after the plan, without a reason); False, with nothing
+        written, when it is not `old`."""
 
     async def set_step(
         self,

@@ -316,6 +316,31 @@ async def test_a_replan_supersedes_the_replaced_steps_and_counts_as_a_replan(
     assert [s.id for s in task.plan] == ["a", "d"]
 
 
+async def test_a_first_plan_and_the_phase_that_shows_it_are_one_write_or_none(
+    store: SqliteStore,
+) -> None:
+    await store.create_task(make_task("t1"))
+    plan = [make_step("a"), make_step("b", "a", position=1)]
+    awaiting = (Phase.PLANNING, Phase.AWAITING_APPROVAL)
+    await store.set_phase("t1", old=Phase.PLANNING, new=Phase.CANCELLED, actor="U1", reason=None)
+
+    # Cancelled while it was being planned: neither the plan nor the phase lands.
+    assert not await store.save_plan("t1", plan, plan_version=1, actor="p", phase=awaiting)
+    task = await store.get_task("t1")
+    assert (task.phase, task.steps, task.plan_version) == (Phase.CANCELLED, (), 0)
+
+    await store.create_task(make_task("t2"))
+    assert await store.save_plan("t2", plan, plan_version=1, actor="p", tokens=7, phase=awaiting)
+    task = await store.get_task("t2")
+    assert (task.phase, task.plan_version, task.tokens_used) == (Phase.AWAITING_APPROVAL, 1, 7)
+    assert [s.id for s in task.plan] == ["a", "b"]
+    assert [(t.kind, t.new) for t in await store.history("t2")] == [
+        ("phase", "planning"),
+        ("plan", "v1"),
+        ("phase", "awaiting_approval"),
+    ]
+
+
 async def test_set_step_stores_output_attempts_and_deadline_and_counts_runs_and_tokens(
     store: SqliteStore,
 ) -> None:
