@@ -117,9 +117,7 @@ def ready_steps(steps: Iterable[S]) -> list[S]:
     """Pending steps whose dependencies have all completed, in the given order."""
     steps = list(steps)
     done = {s.id for s in steps if s.state is StepState.COMPLETED}
-    return [
-        s for s in steps if s.state is StepState.PENDING and all(d in done for d in s.depends_on)
-    ]
+    return [s for s in steps if s.state is StepState.PENDING and done.issuperset(s.depends_on)]
 
 
 def dependents(nodes: Iterable[Node], step_id: str) -> set[str]:

@@ -175,8 +175,9 @@ class Planner:
         if any(problems):
             raise PlanValidationError("; ".join(p for p in problems if p))
         validate_graph(spec.steps, max_steps=self._config.max_steps, outside_ids={*outside, *taken})
+        not_run = set(taken)
         for s in spec.steps:
-            if any(d in taken for d in s.depends_on):
+            if not not_run.isdisjoint(s.depends_on):
                 raise PlanValidationError(f"step {s.id!r} depends on a step that did not run")
         ordered = topological_order(spec.steps)
         return tuple(
