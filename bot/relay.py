@@ -57,6 +57,9 @@ class Relay:
         self._backoff_base_s = backoff_base_s
         self._workers: dict[str, _Worker] = {}
         self._channels: dict[str, _Channel] = {}
+        # chat.update's limit is the workspace's, not a channel's: once Slack refuses an edit
+        # with 429, no edit anywhere goes until it said to come back.
+        self._edits_paused_until = 0.0
         # Slots whose post may have landed without us learning its ts: look before posting.
         self._unsure: set[tuple[str, str]] = set()
         self._ready = asyncio.Event()
@@ -155,6 +158,9 @@ class Relay:
                     at = time.monotonic() + wait
                     return at if wake_at is None else min(wake_at, at)
                 lane.posts.take()
+            elif self._edits_paused_until > time.monotonic():
+                at = self._edits_paused_until
+                return at if wake_at is None else min(wake_at, at)
             try:
                 await self._show(task, update, render_slot(slot, task, history), thread_ts)
             except SlackWriteError as err:
@@ -162,6 +168,11 @@ class Relay:
                     log.error("task %s: Slack refused %s for good: %s", task.id, update.slot, err)
                     await self._orch.mark_sent(update, ref=update.ref or "", digest="")
                     continue
+                if err.method == "chat.update" and err.retry_after is not None:
+                    until = time.monotonic() + err.retry_after
+                    self._edits_paused_until = max(self._edits_paused_until, until)
+                    log.warning("Slack limits edits; none goes for %.1fs", err.retry_after)
+                    return self._edits_paused_until
                 return lane.refused(err, self._backoff_base_s)
             lane.refusals = 0
             if slot.kind is SlotKind.PROGRESS:

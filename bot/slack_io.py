@@ -45,6 +45,7 @@ class SlackWriteError(Exception):
         is_unsure: bool = False,
     ) -> None:
         super().__init__(f"{method} failed: {error}")
+        self.method = method
         self.error = error
         self.retry_after = retry_after
         self.is_transient = is_transient or is_unsure or retry_after is not None

@@ -4,6 +4,7 @@ behind other threads, a lost answer never makes a second post, and decisions are
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -42,6 +43,22 @@ async def test_a_channel_slack_slows_down_does_not_hold_another_channels_thread(
     calm = await Person(fake_slack, bot, channel="C2").mention("do a")
     await plan_in(fake_slack, calm, channel="C2")
     assert thread(fake_slack, busy, channel="C1") == []
+
+
+async def test_an_edit_slack_rate_limits_holds_every_channels_edits_not_just_its_own(
+    open_bot: OpenBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    # chat.update is limited per workspace: after one 429, edits elsewhere wait it out too.
+    plans = [dataclasses.replace(Reply.plan(step("a")), delay_s=0.4 * i) for i in range(4)]
+    fake_openai.responder = Router(plans)
+    bot = await open_bot()
+    fake_slack.rate_limit("chat.update", for_s=2.0)
+    people = [Person(fake_slack, bot, channel=f"C{i}") for i in range(4)]
+    threads = await asyncio.gather(*(p.mention(f"task {i}") for i, p in enumerate(people)))
+    for person, ts in zip(people, threads, strict=True):  # "Planning…", edited into the plan
+        await plan_in(fake_slack, ts, channel=person.channel, timeout=10)
+    refused = [c for c in fake_slack.calls if c.method == "chat.update" and c.status == 429]
+    assert len(refused) == 1, [c.args["channel"] for c in refused]
 
 
 async def test_with_a_fifth_of_slack_writes_refused_every_thread_still_gets_its_whole_story(

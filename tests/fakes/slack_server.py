@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import random
 import re
 import time
@@ -87,6 +88,14 @@ class Hold:
 
 
 @dataclass
+class _Limit:
+    """A method's workspace limit: refused for `for_s` seconds from its first call on."""
+
+    for_s: float
+    until: float | None = None
+
+
+@dataclass
 class _Flakiness:
     """Each call to `methods` fails with probability `rate`: 429 (Retry-After) or 500."""
 
@@ -117,6 +126,7 @@ class FakeSlack:
         self._sockets: list[web.WebSocketResponse] = []
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._faults: dict[str, _Fault] = {}
+        self._limits: dict[str, _Limit] = {}
         self._flaky: _Flakiness | None = None
         self._holds: list[Hold] = []
         self.latency_s = 0.0  # each Web API call takes at least this long, like a real round trip
@@ -216,6 +226,11 @@ class FakeSlack:
         429 carries Retry-After. With `after_effect` the call does what it asks first: a post
         whose answer got lost."""
         self._faults[method] = _Fault(status, retry_after, times, after_effect, channel)
+
+    def rate_limit(self, method: str, *, for_s: float) -> None:
+        """Slack's workspace-wide limit of `method` is reached at its next call: every call
+        for `for_s` seconds from then gets 429, Retry-After saying how long is left."""
+        self._limits[method] = _Limit(for_s)
 
     def hold(
         self,
@@ -456,6 +471,13 @@ class FakeSlack:
         return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
 
     def _fault_for(self, method: str, args: dict[str, Any]) -> _Fault | None:
+        limit = self._limits.get(method)
+        if limit is not None:
+            now = time.monotonic()
+            limit.until = limit.until or now + limit.for_s
+            if now < limit.until:  # Slack says whole seconds
+                return _Fault(429, float(math.ceil(limit.until - now)), 1)
+            del self._limits[method]
         fault = self._faults.get(method)
         if fault is not None and fault.channel in (None, args.get("channel")):
             return fault
