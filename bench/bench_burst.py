@@ -449,7 +449,8 @@ async def main(
         f"Slack's chat.postMessage about {POSTS_PER_S} a second per channel (short bursts "
         f"allowed) and chat.update about {UPDATES_PER_MIN} a minute per workspace. The fake "
         "refuses nothing: the writes are what the bot attempts; real Slack would answer the "
-        "excess with 429 and the relay would wait per channel. CPU: the bot process's, from a "
+        "excess with 429, and the relay would hold that channel's posts, or every edit in the "
+        "workspace, as long as Slack said. CPU: the bot process's, from a "
         "burst's first delivery until its last first reply."
     )
 
