@@ -109,9 +109,10 @@ class EventBus:
         finally:
             self.unwatch(inbox, task_id)
 
-    def watch(self, task_id: str | None) -> Inbox:
-        """A queue of every event from now on (of one task, with `task_id`); `unwatch` it."""
-        inbox = Inbox()
+    def watch(self, task_id: str | None, *, only: type[Event] | None = None) -> Inbox:
+        """A queue of every event from now on (of one task, with `task_id`; of one kind, with
+        `only`); `unwatch` it."""
+        inbox = Inbox(only)
         if task_id is None:
             self._inboxes.add(inbox)
         else:
@@ -136,13 +137,18 @@ class Inbox:
     Not an asyncio.Queue: every change of every task passes through one of these, and the
     queue's bookkeeping (sizes, putters, a join event) is work nobody here needs."""
 
-    __slots__ = ("_events", "_wake")
+    __slots__ = ("_events", "_only", "_wake")
 
-    def __init__(self) -> None:
+    def __init__(self, only: type[Event] | None = None) -> None:
         self._events: deque[Event] = deque()
+        self._only = only
         self._wake: asyncio.Future[None] | None = None
 
     def put(self, event: Event) -> None:
+        # A reader of one kind is not woken by the others (a wait for a phase, say, by each of
+        # the task's step moves).
+        if self._only is not None and not isinstance(event, self._only):
+            return
         self._events.append(event)
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)

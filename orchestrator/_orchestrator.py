@@ -245,7 +245,9 @@ class Orchestrator:
 
     async def wait(self, task_id: str, phases: Collection[Phase], *, timeout: float) -> Task:
         """The task once it is in one of `phases` (a terminal one also ends the wait)."""
-        inbox = self._bus.watch(task_id)  # before the read: no change can slip between
+        # Before the read, so no change slips between; phase changes only, so the task's step
+        # moves do not wake the wait.
+        inbox = self._bus.watch(task_id, only=PhaseChanged)
         try:
             async with asyncio.timeout(timeout):
                 # The phase, then the events, say where it is: the whole task is read once, to
@@ -253,8 +255,8 @@ class Orchestrator:
                 phase = await self._store.get_phase(task_id)
                 while phase not in phases and not phase.is_terminal:
                     event = await inbox.get()
-                    if isinstance(event, PhaseChanged):
-                        phase = event.new
+                    assert isinstance(event, PhaseChanged)
+                    phase = event.new
                 if phase.is_terminal:
                     # Return after the summary is out, so callers see the steps' final states.
                     await self._executor.wait_idle(task_id)
