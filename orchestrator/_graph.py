@@ -31,12 +31,13 @@ S = TypeVar("S", bound=StatefulNode)
 
 
 def validate_graph(
-    nodes: Sequence[Node],
+    nodes: Sequence[N],
     *,
     max_steps: int,
     outside_ids: Collection[str] = (),
-) -> None:
-    """Raise `PlanValidationError` listing every problem: ids, dependencies, size, cycles.
+) -> list[N]:
+    """The nodes in run order, or `PlanValidationError` listing every problem: ids,
+    dependencies, size, cycles.
 
     `outside_ids` are steps that exist already (a replan may depend on them, not reuse their ids).
     """
@@ -55,11 +56,11 @@ def validate_graph(
             elif dep not in seen and dep not in outside_ids:
                 problems.append(f"step {node.id!r} depends on unknown step {dep!r}")
     if not problems:
-        cycle = find_cycle(nodes)
-        if cycle:
-            problems.append("the steps form a cycle: " + " -> ".join(cycle))
-    if problems:
-        raise PlanValidationError("; ".join(problems))
+        try:
+            return topological_order(nodes)  # names a cycle, if it finds one
+        except PlanValidationError as err:
+            problems.append(err.reason)
+    raise PlanValidationError("; ".join(problems))
 
 
 def find_cycle(nodes: Sequence[Node]) -> list[str] | None:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ._agents import CodingAgents
 from ._config import OrchestratorConfig
 from ._errors import LLMError, PlanningError, PlanValidationError, ShellRefusedError
-from ._graph import topological_order, validate_graph
+from ._graph import validate_graph
 from ._llm import LLM, Message
 from ._models import Completion, PlanSpec, Step, StepSpec
 from ._phases import Action, StepState, Tier
@@ -166,7 +166,7 @@ class Planner:
     ) -> tuple[Step, ...]:
         """Validate the LLM's text as a plan; `PlanValidationError` says what is wrong."""
         try:
-            spec = PlanSpec.model_validate(extract_json(text))
+            spec = _read_plan(text)
         except ValidationError as err:
             raise PlanValidationError(_describe(err)) from err
         tools = {t.name: t for t in self._toolbox.tools()}
@@ -174,12 +174,13 @@ class Planner:
         problems = [self._check_action(s, tools, allowed) for s in spec.steps]
         if any(problems):
             raise PlanValidationError("; ".join(p for p in problems if p))
-        validate_graph(spec.steps, max_steps=self._config.max_steps, outside_ids={*outside, *taken})
+        ordered = validate_graph(
+            spec.steps, max_steps=self._config.max_steps, outside_ids={*outside, *taken}
+        )
         not_run = set(taken)
         for s in spec.steps:
             if not not_run.isdisjoint(s.depends_on):
                 raise PlanValidationError(f"step {s.id!r} depends on a step that did not run")
-        ordered = topological_order(spec.steps)
         return tuple(
             self._step(s, tools.get(s.tool), plan_version, position=i)
             for i, s in enumerate(ordered)
@@ -248,6 +249,17 @@ def plan_schema(actions: Sequence[Action]) -> dict[str, Any]:
         "required": ["steps"],
         "properties": {"steps": {"type": "array", "items": step}},
     }
+
+
+def _read_plan(text: str) -> PlanSpec:
+    """The reply as a plan: parsed by pydantic's own JSON reader when it is bare JSON (as
+    structured output is), else found in the text first."""
+    try:
+        return PlanSpec.model_validate_json(text)
+    except ValidationError as err:
+        if all(e["loc"] for e in err.errors()):
+            raise  # a JSON object, and not a plan: the fields say why
+    return PlanSpec.model_validate(extract_json(text))
 
 
 def extract_json(text: str) -> Any:

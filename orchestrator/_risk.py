@@ -67,10 +67,10 @@ _OTHER_CHANNEL = re.compile(
 
 def parse_tier(proposed: str | None) -> Tier:
     """The LLM's tier; anything unknown or missing is destructive (fail closed)."""
-    try:
-        return Tier((proposed or "").strip().lower())
-    except ValueError:
-        return Tier.DESTRUCTIVE
+    return _TIERS.get((proposed or "").strip().lower(), Tier.DESTRUCTIVE)
+
+
+_TIERS = {t.value: t for t in Tier}
 
 
 def floor_tier(action: Action, command: str) -> Tier:
@@ -125,8 +125,8 @@ def _sets_git_config(args: list[str]) -> bool:
 
 def assess_tier(action: Action, command: str, proposed: str | None) -> Tier:
     """The step's tier: the higher of the LLM's proposal and the rule's floor."""
-    tiers = (parse_tier(proposed), floor_tier(action, command))
-    return max(tiers, key=lambda t: t.rank)
+    proposed_tier, floor = parse_tier(proposed), floor_tier(action, command)
+    return proposed_tier if proposed_tier.rank >= floor.rank else floor
 
 
 def annotated_tier(

@@ -522,9 +522,14 @@ def _task_from_row(row: Any, steps: list[Step], step_tokens: int, step_runs: int
 def _step_row(task_id: str, s: Step) -> tuple[Any, ...]:
     return (
         task_id, s.id, s.position, s.plan_version, s.description, s.action.value, s.input,
-        json.dumps(list(s.depends_on)), s.tier.value, s.state.value, s.output, s.reason,
+        _depends_json(s.depends_on), s.tier.value, s.state.value, s.output, s.reason,
         s.attempts, int(s.is_superseded), s.confirm_deadline, s.asks, s.tool,
     )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def _depends_json(depends_on: tuple[str, ...]) -> str:
+    return json.dumps(list(depends_on))
 
 
 @functools.lru_cache(maxsize=4096)
