@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from ._actions import ActionRunner
 from ._config import OrchestratorConfig
@@ -26,10 +27,22 @@ from ._thread import replan_slots
 
 log = logging.getLogger(__name__)
 Outcome = tuple[Phase, str | None]
-PhaseWriter = Callable[[str, Phase, Phase, str, str | None], Awaitable[None]]
 Finisher = Callable[[str], Awaitable[None]]
-# Ends a task its run knows exactly (its terminal phase and every step) in one write, from `old`.
-Ender = Callable[[Task, Phase], Awaitable[None]]
+
+
+class PhaseWriter(Protocol):
+    """Writes a task's phase; with `ended` (the task as its run left it), closes it as well."""
+
+    async def __call__(
+        self,
+        task_id: str,
+        old: Phase,
+        new: Phase,
+        actor: str,
+        reason: str | None,
+        *,
+        ended: Task | None = None,
+    ) -> None: ...
 
 
 class Executor:
@@ -45,7 +58,6 @@ class Executor:
         actions: ActionRunner,
         config: OrchestratorConfig,
         write_phase: PhaseWriter,
-        end: Ender,
         on_finished: Finisher,
         has_outbox: bool,
     ) -> None:
@@ -56,7 +68,6 @@ class Executor:
         self._actions = actions
         self._config = config
         self._write_phase = write_phase
-        self._end = end
         self._on_finished = on_finished
         self._has_outbox = has_outbox
         self._runs: dict[str, TaskRun] = {}
@@ -139,18 +150,19 @@ class Executor:
                 if run.is_shutdown or not run.drive.cancelled():
                     raise
                 phase, reason = Phase.CANCELLED, None
-            if phase is Phase.COMPLETED:
-                # Every step ended under this run, which wrote each move itself: the task as
-                # it holds it is the stored one, so it ends and closes in one write.
-                # NotPendingError: a cancel won the race; its phase stands.
+            if phase is not Phase.CANCELLED:
+                # A completed run wrote every step move itself, so the task as it holds it is
+                # the stored one: it ends and closes in one write. (After steps were cancelled
+                # a late write may have landed unseen: the task ends, then closes from a read.)
+                ended = run.ended(phase, reason) if phase is Phase.COMPLETED else None
                 try:
-                    await self._end(run.ended(phase, reason), Phase.EXECUTING)
+                    await self._write_phase(
+                        task_id, Phase.EXECUTING, phase, SYSTEM, reason, ended=ended
+                    )
+                except NotPendingError:  # a cancel won the race; its phase stands
+                    ended = None
+                if ended is not None:
                     return
-                except NotPendingError:
-                    pass
-            elif phase is not Phase.CANCELLED:
-                with contextlib.suppress(NotPendingError):
-                    await self._write_phase(task_id, Phase.EXECUTING, phase, SYSTEM, reason)
             await self._on_finished(task_id)
         except asyncio.CancelledError:
             if not run.is_shutdown:

@@ -72,7 +72,6 @@ class Orchestrator:
             actions=self._actions,
             config=self.config,
             write_phase=self._set_phase,
-            end=self._end,
             on_finished=self._finish,
             has_outbox=has_outbox,
         )
@@ -273,13 +272,17 @@ class Orchestrator:
         reason: str | None,
         *,
         plan: PlanResult | None = None,
+        ended: Task | None = None,
     ) -> None:
         """The one writer of a task's phase: table check, compare-and-set, then the event.
 
-        `plan`: the task's first plan, saved in the same write."""
+        In the same write, `plan`: the task's first plan; `ended`: the task exactly as stored
+        but for its phase (its run wrote every step), which the write also closes and this
+        announces as finished."""
         check_phase(old, new)
         reason = self.config.redactor.redact(reason)  # a failure may quote a step or the model
         slots = phase_slots(old, new) if self._has_outbox else ()
+        moves: list[Transition] | None = None
         if plan is not None:
             is_set = await self._store.save_plan(
                 task_id,
@@ -290,6 +293,18 @@ class Orchestrator:
                 outbox=slots,
                 phase=(old, new),
             )
+        elif ended is not None:
+            moves = await self._store.end_task(
+                task_id,
+                old=old,
+                new=new,
+                actor=actor,
+                reason=reason,
+                closing=closing_for(new, reason),
+                outbox=slots,
+                has_outbox=self._has_outbox,
+            )
+            is_set = moves is not None
         else:
             is_set = await self._store.set_phase(
                 task_id, old=old, new=new, actor=actor, reason=reason, outbox=slots
@@ -297,6 +312,9 @@ class Orchestrator:
         if not is_set:
             raise await self._not_pending(task_id, expected=old)
         self._bus.publish(PhaseChanged(task_id, old, new, actor, reason))
+        if ended is not None and moves is not None:
+            task = self._steps.closed(replace(ended, phase=new, reason=reason), moves)
+            self._bus.publish(TaskFinished(task_id, new, summary_text(task)))
 
     async def decision(self, task_id: str) -> Transition | None:
         """The last phase change a person made (approved, rejected, cancelled), if any."""
@@ -329,28 +347,6 @@ class Orchestrator:
         """Close an ended task's steps (and add its summary to the outbox), then announce it."""
         task = await self._steps.close(await self._store.get_task(task_id))
         self._bus.publish(TaskFinished(task_id, task.phase, summary_text(task)))
-
-    async def _end(self, ended: Task, old: Phase) -> None:
-        """Move a task from `old` to `ended`'s terminal phase and close it, in one write, then
-        announce both; `ended` is the task exactly as stored but for that phase."""
-        new = ended.phase
-        check_phase(old, new)
-        reason = self.config.redactor.redact(ended.reason)
-        moves = await self._store.end_task(
-            ended.id,
-            old=old,
-            new=new,
-            actor=SYSTEM,
-            reason=reason,
-            closing=closing_for(new, reason),
-            outbox=phase_slots(old, new) if self._has_outbox else (),
-            has_outbox=self._has_outbox,
-        )
-        if moves is None:
-            raise await self._not_pending(ended.id, expected=old)
-        self._bus.publish(PhaseChanged(ended.id, old, new, SYSTEM, reason))
-        task = self._steps.closed(replace(ended, reason=reason), moves)
-        self._bus.publish(TaskFinished(ended.id, new, summary_text(task)))
 
     async def _started_at(self, task_id: str) -> float:
         moves = await self._store.history(task_id)
