@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 
-from orchestrator import Phase, PhaseChanged, TaskSubmitted
+from orchestrator import Phase, PhaseChanged, StepChanged, StepState, TaskSubmitted
 from orchestrator._events import EventBus
 
 
@@ -36,3 +36,18 @@ async def test_an_event_reaches_one_queue_whatever_number_of_other_tasks_are_wai
                 assert not get.done()
                 get.cancel()
     assert bus._by_task == {}  # every subscription is gone once left
+
+
+async def test_a_watch_of_one_kind_is_not_woken_by_the_others() -> None:
+    bus = EventBus()
+    phases = bus.watch("t1", only=PhaseChanged)
+    got = asyncio.ensure_future(phases.get())
+    bus.publish(StepChanged("t1", "s1", StepState.PENDING, StepState.RUNNING, "x"))
+    await asyncio.sleep(0)
+    assert not got.done()  # a step move is not what this watch waits for
+    bus.publish(PhaseChanged("t1", Phase.EXECUTING, Phase.COMPLETED, "x"))
+    assert await asyncio.wait_for(got, 1) == PhaseChanged(
+        "t1", Phase.EXECUTING, Phase.COMPLETED, "x"
+    )
+    bus.unwatch(phases, "t1")
+    assert bus._by_task == {}
