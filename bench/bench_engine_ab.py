@@ -10,7 +10,8 @@ in one table.
     .venv-perf/bin/python -m bench.bench_engine_ab [--n 1000] [--tasks 1000] [--rounds 5]
         [--engines project,project@/tmp/base,project:relay,floor:group]
 
-(Run it with the harness's venv, `.venv-perf`: see ../shared/perf/README.md.)
+(The project's `.venv` runs `project` and `floor`; the harness's `.venv-perf` runs its other
+engines too: see ../shared/perf/README.md.)
 """
 
 from __future__ import annotations
