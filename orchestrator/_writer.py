@@ -37,8 +37,8 @@ class GroupWriter:
         self._max_batch = max_batch
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._conn: sqlite3.Connection | None = None
-        # A deque and one wake-up future, not an asyncio.Queue: a write is queued twenty times
-        # per task, and the queue's bookkeeping was a tenth of the event loop's work.
+        # A deque and one wake-up future, not an asyncio.Queue: a task queues some twenty writes,
+        # and the queue's bookkeeping (sizes, waiters, a join event) is work nobody here needs.
         self._queue: deque[_Write] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
