@@ -7,8 +7,8 @@ from tests.conftest import MakeOrchestrator
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router
 from tests.helpers import planned, run_to_end, step
 
-SECRET = "xoxb-1234567890-abcdefghijklmnop"
-KEY = "sk-live-0123456789abcdef"
+SECRET = "xoxb-fake-bot-token-for-tests"  # not the shape of a real token
+KEY = "fake-model-key-for-tests"
 REDACTOR = Redactor(frozenset({SECRET, KEY}))
 
 
