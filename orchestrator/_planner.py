@@ -20,7 +20,7 @@ from ._models import Completion, PlanSpec, Step, StepSpec
 from ._phases import Action, StepState, Tier
 from ._prompts import render_prompt
 from ._retry import with_retries
-from ._risk import assess_tier, tool_tier
+from ._risk import assess_tier, riskier, tool_tier
 from ._shell import parse_command
 from ._tools import NoTools, Toolbox, ToolSpec, check_tool_step, describe_tools, parse_arguments
 
@@ -219,7 +219,7 @@ class Planner:
             position=position,
         )
         if action is Action.IMPLEMENT:  # any agent may end up running it: the riskiest counts
-            return step.evolve(tier=max(step.tier, self._agents.tier, key=lambda t: t.rank))
+            return step.evolve(tier=riskier(step.tier, self._agents.tier))
         if action is not Action.TOOL or tool is None:
             return step
         arguments = json.dumps(parse_arguments(spec.input), ensure_ascii=False)

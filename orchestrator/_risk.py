@@ -125,8 +125,12 @@ def _sets_git_config(args: list[str]) -> bool:
 
 def assess_tier(action: Action, command: str, proposed: str | None) -> Tier:
     """The step's tier: the higher of the LLM's proposal and the rule's floor."""
-    proposed_tier, floor = parse_tier(proposed), floor_tier(action, command)
-    return proposed_tier if proposed_tier.rank >= floor.rank else floor
+    return riskier(parse_tier(proposed), floor_tier(action, command))
+
+
+def riskier(a: Tier, b: Tier) -> Tier:
+    """The riskier of two tiers."""
+    return a if a.rank >= b.rank else b
 
 
 def annotated_tier(
@@ -147,4 +151,4 @@ def tool_tier(floor: Tier, proposed: str | None, *, is_fixed: bool) -> Tier:
     """A tool step's tier: the operator's when fixed, else the higher of the LLM's and the floor."""
     if is_fixed:
         return floor
-    return max((parse_tier(proposed), floor), key=lambda t: t.rank)
+    return riskier(parse_tier(proposed), floor)
