@@ -65,7 +65,7 @@ async def _check_shell(settings: Settings, out: TextIO) -> list[str]:
 def _check_agents(settings: Settings, out: TextIO) -> list[str]:
     """One line per coding agent: its command (found or not) and tier."""
     try:
-        agents = build_agents(settings)
+        agents = build_agents(settings.hands())
     except ConfigError as err:
         return [f"{err.reason}; fix the file or unset ORCH_MCP_CONFIG"]
     if not agents:

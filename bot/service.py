@@ -10,7 +10,14 @@ import openai
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from orchestrator import Agent, OpenAILLM, Orchestrator, open_store, open_toolbox
+from orchestrator import (
+    Agent,
+    HandsConfig,
+    OpenAILLM,
+    Orchestrator,
+    open_store,
+    open_toolbox,
+)
 
 from .app import build_app
 from .conversation import Conversation
@@ -33,9 +40,9 @@ def build_llm_client(settings: Settings) -> openai.AsyncOpenAI:
     )
 
 
-def build_agents(settings: Settings) -> list[Agent]:
-    """The hands file's coding agents, in escalation order; ConfigError when the file is bad."""
-    return [Agent.from_config(name, config) for name, config in settings.hands().agents.items()]
+def build_agents(hands: HandsConfig) -> list[Agent]:
+    """The hands file's coding agents, in escalation order."""
+    return [Agent.from_config(name, config) for name, config in hands.agents.items()]
 
 
 class BotService:
@@ -57,7 +64,8 @@ class BotService:
         # Plans get their own connections: a step's model call may hold one for minutes, and
         # a thousand of them would fill the client's pool and keep every new request waiting.
         self._planning_client = build_llm_client(settings)
-        self.toolbox = open_toolbox(settings.hands().mcp_servers)
+        hands = settings.hands()
+        self.toolbox = open_toolbox(hands.mcp_servers)
         self.orchestrator = Orchestrator(
             store=open_store(settings.database_url),
             llm=OpenAILLM(self._llm_client, model=settings.orch_model),
@@ -68,7 +76,7 @@ class BotService:
             ),
             has_outbox=True,
             toolbox=self.toolbox,
-            agents=build_agents(settings),
+            agents=build_agents(hands),
         )
         outbox_client = build_client(token, api, retries=False, session=self._http)
         self._relay = Relay(

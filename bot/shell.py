@@ -56,14 +56,15 @@ async def run_shell(settings: Settings, stdin: TextIO = sys.stdin, out: TextIO =
     """Read requests and commands line by line until end of input; exit code 0."""
     surface = TerminalSurface(out)
     llm_client = build_llm_client(settings)
-    toolbox = open_toolbox(settings.hands().mcp_servers)
+    hands = settings.hands()
+    toolbox = open_toolbox(hands.mcp_servers)
     orch = Orchestrator(
         store=open_store(settings.database_url),
         llm=OpenAILLM(llm_client, model=settings.orch_model),
         config=settings.orchestrator_config(),
         notifier=surface,
         toolbox=toolbox,
-        agents=build_agents(settings),
+        agents=build_agents(hands),
     )
     conv = Conversation(orch)
     printer = asyncio.create_task(_print_events(orch, surface))
