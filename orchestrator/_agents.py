@@ -181,7 +181,7 @@ def _said(done: Exited) -> AgentSaid:
 def _failure(done: Exited, said: AgentSaid) -> str | None:
     """Why the run failed by its exit code or its last JSON line; None when neither says so."""
     if done.code != 0:
-        stderr = done.err.tail.decode("utf-8", errors="replace").strip()
+        stderr = done.err.tail_text()
         why = said.error or _end(stderr) or _end(said.message) or "(no output)"
         return cut(f"exited with code {done.code}: {why}", _REASON_CHARS)
     if said.error is not None:

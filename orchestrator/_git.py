@@ -52,7 +52,7 @@ class WorkTree:
         done = await probe._run("rev-parse", "--show-toplevel", check=False)
         if done.code == 0:
             return cls(Path(done.out.text().strip()), git=git, env=env)
-        said = done.err.tail.decode("utf-8", errors="replace").strip()
+        said = done.err.tail_text()
         if "not a git repository" in said:
             return None
         raise StepError(f"git cannot read the work tree {folder}: {said}", retryable=False)
@@ -101,6 +101,6 @@ class WorkTree:
             stdin=stdin.encode() if stdin is not None else None,
         )
         if check and done.code != 0:
-            said = done.err.tail.decode("utf-8", errors="replace").strip()
+            said = done.err.tail_text()
             raise StepError(f"git {args[0]} failed in {self.root}: {said}", retryable=False)
         return done

@@ -83,7 +83,7 @@ async def _run(
         output_cap=output_cap,
     )
     if done.code != 0:
-        tail = done.err.tail.decode("utf-8", errors="replace").strip()
+        tail = done.err.tail_text()
         raise StepError(
             f"{name} exited with code {done.code}: {tail or '(no stderr)'}", retryable=False
         )
@@ -163,6 +163,10 @@ class Capture:
 
     def text(self) -> str:
         return self.head.decode("utf-8", errors="replace")
+
+    def tail_text(self) -> str:
+        """The last bytes as text: where a program says what went wrong."""
+        return self.tail.decode("utf-8", errors="replace").strip()
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
