@@ -152,15 +152,9 @@ class Relay:
             if turn is not None:
                 wake_at = turn if wake_at is None else min(wake_at, turn)
                 continue
-            if update.ref is None:
-                wait = lane.posts.wait(time.monotonic())
-                if wait > 0:  # what follows in the thread waits behind it
-                    at = time.monotonic() + wait
-                    return at if wake_at is None else min(wake_at, at)
-                lane.posts.take()
-            elif self._edits_paused_until > time.monotonic():
-                at = self._edits_paused_until
-                return at if wake_at is None else min(wake_at, at)
+            held = self._held_until(lane, update)
+            if held is not None:  # what follows in the thread waits behind it
+                return held if wake_at is None else min(wake_at, held)
             try:
                 await self._show(task, update, render_slot(slot, task, history), thread_ts)
             except SlackWriteError as err:
@@ -178,6 +172,18 @@ class Relay:
             if slot.kind is SlotKind.PROGRESS:
                 worker.progress_shown(self._interval)
         return wake_at
+
+    def _held_until(self, lane: _Channel, update: ThreadUpdate) -> float | None:
+        """When Slack's limits let this write go (None: now, and a new message spends its
+        channel's budget): posts by channel, edits by workspace."""
+        now = time.monotonic()
+        if update.ref is None:
+            wait = lane.posts.wait(now)
+            if wait > 0:
+                return now + wait
+            lane.posts.take()
+            return None
+        return self._edits_paused_until if self._edits_paused_until > now else None
 
     def _progress_turn(
         self, worker: _Worker, slot: Slot, update: ThreadUpdate, task: Task
