@@ -38,6 +38,25 @@ def _run(*args: str) -> int:
     return subprocess.run([str(PY), *args], check=False, cwd=ROOT).returncode
 
 
+def _test(args: list[str]) -> int:
+    """The suite on SQLite, then again on a throwaway PostgreSQL (ORCH_TEST_DATABASE picks one)."""
+    backends = (
+        [os.environ["ORCH_TEST_DATABASE"]]
+        if "ORCH_TEST_DATABASE" in os.environ
+        else [
+            "sqlite",
+            "postgres",
+        ]
+    )
+    for backend in backends:
+        print(f"== the suite on {backend}", flush=True)
+        env = {**os.environ, "ORCH_TEST_DATABASE": backend}
+        code = subprocess.run([str(PY), "-m", "pytest", *args], check=False, cwd=ROOT, env=env)
+        if code.returncode != 0:
+            return code.returncode
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("run", [])
     if command == "run":
@@ -45,7 +64,7 @@ def main(argv: list[str]) -> int:
         return _run("-m", "bot", *rest)
     if command == "test":
         _ensure_venv("requirements-dev.txt")
-        return _run("-m", "pytest", *rest)
+        return _test(rest)
     if command == "lint":
         _ensure_venv("requirements-dev.txt")
         checks = [

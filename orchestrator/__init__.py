@@ -68,6 +68,7 @@ __all__ = [
     "Orchestrator",
     "OrchestratorConfig",
     "OrchestratorError",
+    "PgStore",
     "Phase",
     "PhaseChanged",
     "PlanReplaced",
@@ -114,10 +115,17 @@ if TYPE_CHECKING:
     from ._mcp import McpToolbox
     from ._mcp_connection import ServerStatus
     from ._openai import OpenAILLM
+    from ._pg import PgStore
 
 # The MCP SDK costs about 30 MB and half a second to import, openai a tenth of a second and most
-# of the objects every full garbage collection walks: only a program that uses them pays.
-_LAZY = {"McpToolbox": "._mcp", "ServerStatus": "._mcp_connection", "OpenAILLM": "._openai"}
+# of the objects every full garbage collection walks, psycopg its own share: only a program that
+# uses them pays.
+_LAZY = {
+    "McpToolbox": "._mcp",
+    "ServerStatus": "._mcp_connection",
+    "OpenAILLM": "._openai",
+    "PgStore": "._pg",
+}
 
 
 def __getattr__(name: str) -> Any:

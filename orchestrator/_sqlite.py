@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import sqlite3
 import time
@@ -13,26 +12,15 @@ from typing import Any
 
 import aiosqlite
 
+from . import _rows
 from ._errors import DuplicateMessageError, StoreError, TaskNotFoundError
 from ._models import Closing, Step, Task, Transition
-from ._phases import Action, Phase, StepState, Tier
+from ._phases import Phase, StepState
 from ._schema import MIGRATIONS
 from ._thread import SUMMARY, ThreadUpdate
 from ._writer import GroupWriter
 
 _BUSY_TIMEOUT_MS = 5000
-_TASK_COLUMNS = (
-    "id, scope, requester, request, phase, reason, created_at, updated_at, plan_version, "
-    "replans, tokens_used, steps_run, meta"
-)
-_STEP_COLUMNS = (
-    "task_id, id, position, plan_version, description, action, input, depends_on, tier, "
-    "state, output, reason, attempts, is_superseded, confirm_deadline, asks, tool"
-)
-_TERMINAL = tuple(p.value for p in Phase if p.is_terminal)
-_OPEN_STATES = tuple(s.value for s in StepState if not s.is_terminal)
-_N_TASK = len(_TASK_COLUMNS.split(","))
-_N_STEP = len(_STEP_COLUMNS.split(","))
 
 
 class SqliteStore:
@@ -128,7 +116,8 @@ class SqliteStore:
                 if row is not None:
                     return str(row[0] or "")
             conn.execute(
-                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_marks(_N_TASK)})", _task_row(task)
+                f"INSERT INTO tasks ({_rows.TASK_COLUMNS}) VALUES ({_marks(_rows.N_TASK)})",
+                _rows.task_row(task),
             )
             conn.executemany(
                 "INSERT INTO inbound_messages (key, task_id, at) VALUES (?, ?, ?)",
@@ -157,7 +146,9 @@ class SqliteStore:
         return await self._w.submit(op)
 
     async def get_task(self, task_id: str) -> Task:
-        tasks = _tasks_from_rows(await self._fetch_now(_SELECT_TASKS + _ONE_TASK, (task_id,)))
+        tasks = _rows.tasks_from_rows(
+            await self._fetch_now(_rows.SELECT_TASKS + _ONE_TASK, (task_id,))
+        )
         if not tasks:
             raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
         return tasks[0]
@@ -166,7 +157,7 @@ class SqliteStore:
         rows = await self._fetch_now("SELECT phase FROM tasks WHERE id = ?", (task_id,))
         if not rows:
             raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
-        return _PHASES[rows[0][0]]
+        return _rows.PHASES[rows[0][0]]
 
     async def list_tasks(
         self,
@@ -192,8 +183,8 @@ class SqliteStore:
 
     async def _select_tasks(self, clause: str, params: tuple[Any, ...]) -> list[Task]:
         # One statement, so tasks and their steps come from one snapshot of the database.
-        return _tasks_from_rows(
-            await self._fetch(f"{_SELECT_TASKS} {clause} {_TASK_ORDER}", params)
+        return _rows.tasks_from_rows(
+            await self._fetch(f"{_rows.SELECT_TASKS} {clause} {_TASK_ORDER}", params)
         )
 
     async def set_phase(
@@ -222,7 +213,7 @@ class SqliteStore:
         outbox: Sequence[str] = (),
         phase: tuple[Phase, Phase] | None = None,
     ) -> bool:
-        rows = [_step_row(task_id, s) for s in steps]
+        rows = [_rows.step_row(task_id, s) for s in steps]
 
         def op(conn: sqlite3.Connection) -> bool:
             if phase is not None:
@@ -234,7 +225,7 @@ class SqliteStore:
                 [(task_id, step_id) for step_id in replaced],
             )
             conn.executemany(
-                f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({_marks(_N_STEP)})", rows
+                f"INSERT INTO steps ({_rows.STEP_COLUMNS}) VALUES ({_marks(_rows.N_STEP)})", rows
             )
             now = time.time()
             conn.execute(
@@ -294,9 +285,9 @@ class SqliteStore:
         return await self._w.submit(_end, row, actor, outbox, closing, has_outbox)
 
     async def list_unclosed(self) -> list[Task]:
-        phases = _marks(len(_TERMINAL))
+        phases = _marks(len(_rows.TERMINAL))
         return await self._select_tasks(
-            f"WHERE t.closed_at IS NULL AND t.phase IN ({phases})", _TERMINAL
+            f"WHERE t.closed_at IS NULL AND t.phase IN ({phases})", _rows.TERMINAL
         )
 
     async def updates(self, task_id: str | None = None) -> list[ThreadUpdate]:
@@ -380,35 +371,9 @@ def _set_step(
     return True
 
 
-_SELECT_TASKS = (
-    "SELECT "
-    + ", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(","))
-    + ", "
-    + ", ".join(f"s.{c.strip()}" for c in _STEP_COLUMNS.split(","))
-    + ", s.tokens, s.runs FROM tasks t LEFT JOIN steps s ON s.task_id = t.id"
-)
 _UNSENT = "SELECT task_id, slot, seq, version, ref, digest FROM outbox WHERE version > sent_version"
 _TASK_ORDER = "ORDER BY t.created_at, t.rowid, s.position"
 _ONE_TASK = " WHERE t.id = ? ORDER BY s.position"
-
-
-def _tasks_from_rows(rows: list[Any]) -> list[Task]:
-    heads: dict[str, Any] = {}
-    steps: dict[str, list[Step]] = {}
-    counts: dict[str, list[int]] = {}  # task -> [tokens, runs] of its steps
-    for row in rows:
-        task_id = row[0]
-        if task_id not in heads:
-            heads[task_id] = row[:_N_TASK]
-            steps[task_id] = []
-            counts[task_id] = [0, 0]
-        if row[_N_TASK] is not None:
-            steps[task_id].append(_step_from_row(row[_N_TASK : _N_TASK + _N_STEP]))
-            counts[task_id][0] += row[-2]
-            counts[task_id][1] += row[-1]
-    return [
-        _task_from_row(head, steps[task_id], *counts[task_id]) for task_id, head in heads.items()
-    ]
 
 
 def _close(
@@ -416,8 +381,8 @@ def _close(
 ) -> list[Transition]:
     open_steps = conn.execute(
         f"SELECT id, state FROM steps WHERE task_id = ? AND is_superseded = 0 "
-        f"AND state IN ({_marks(len(_OPEN_STATES))}) ORDER BY plan_version, position",
-        (task_id, *_OPEN_STATES),
+        f"AND state IN ({_marks(len(_rows.OPEN_STATES))}) ORDER BY plan_version, position",
+        (task_id, *_rows.OPEN_STATES),
     ).fetchall()
     now = time.time()
     moves = []
@@ -490,58 +455,3 @@ def _touch(conn: sqlite3.Connection, task_id: str, slots: Sequence[str]) -> None
 
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
-
-
-def _task_row(t: Task) -> tuple[Any, ...]:
-    return (
-        t.id, t.scope, t.requester, t.request, t.phase.value, t.reason, t.created_at,
-        t.updated_at, t.plan_version, t.replans, t.tokens_used, t.steps_run,
-        json.dumps(dict(t.meta)),
-    )  # fmt: skip
-
-
-# Stored values to members by dict: calling an Enum is three Python calls, and a task read
-# converts three per step.
-_PHASES = {p.value: p for p in Phase}
-_STATES = {s.value: s for s in StepState}
-_ACTIONS = {a.value: a for a in Action}
-_TIERS = {t.value: t for t in Tier}
-
-
-def _task_from_row(row: Any, steps: list[Step], step_tokens: int, step_runs: int) -> Task:
-    # The task row counts planning's tokens; its steps count their own runs and tokens.
-    return Task(
-        id=row[0], scope=row[1], requester=row[2], request=row[3], phase=_PHASES[row[4]],
-        reason=row[5], created_at=row[6], updated_at=row[7], plan_version=row[8],
-        replans=row[9], tokens_used=row[10] + step_tokens, steps_run=row[11] + step_runs,
-        steps=tuple(steps),
-        meta=json.loads(row[12]),
-    )  # fmt: skip
-
-
-def _step_row(task_id: str, s: Step) -> tuple[Any, ...]:
-    return (
-        task_id, s.id, s.position, s.plan_version, s.description, s.action.value, s.input,
-        _depends_json(s.depends_on), s.tier.value, s.state.value, s.output, s.reason,
-        s.attempts, int(s.is_superseded), s.confirm_deadline, s.asks, s.tool,
-    )  # fmt: skip
-
-
-@functools.lru_cache(maxsize=4096)
-def _depends_json(depends_on: tuple[str, ...]) -> str:
-    return json.dumps(list(depends_on))
-
-
-@functools.lru_cache(maxsize=4096)
-def _depends_on(stored: str) -> tuple[str, ...]:
-    # Plans repeat the same few lists ("[]", ["a", "b"]): decoded once each, shared (a tuple).
-    return tuple(json.loads(stored))
-
-
-def _step_from_row(r: Any) -> Step:
-    return Step(
-        id=r[1], position=r[2], plan_version=r[3], description=r[4], action=_ACTIONS[r[5]],
-        input=r[6], depends_on=_depends_on(r[7]), tier=_TIERS[r[8]], state=_STATES[r[9]],
-        output=r[10], reason=r[11], attempts=r[12], is_superseded=bool(r[13]),
-        confirm_deadline=r[14], asks=r[15], tool=r[16],
-    )  # fmt: skip

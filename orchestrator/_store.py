@@ -1,6 +1,6 @@
 """The store interface: everything the orchestrator persists goes through these methods.
 
-A backend (SQLite now, PostgreSQL later) implements `Store`; nothing else touches the database.
+A backend (SQLite, PostgreSQL) implements `Store`; nothing else touches the database.
 Writes return only once committed, so nothing is acknowledged unwritten. A write's `outbox` names
 the thread slots it touches, in the same transaction (see `_thread`).
 """
@@ -142,16 +142,18 @@ class Store(Protocol):
 
 
 def open_store(url: str) -> Store:
-    """The store for a `DATABASE_URL` (`sqlite:///relative.db`, `sqlite:////abs/path.db`)."""
+    """The store for a `DATABASE_URL`: `sqlite:///relative.db`, `sqlite:////abs/path.db` or
+    `postgresql://user:password@host:port/dbname`."""
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path:
             return SqliteStore(path)
     if url.startswith(("postgres://", "postgresql://")):
-        raise ConfigError(
-            "DATABASE_URL: PostgreSQL is not supported yet; use sqlite:///orchestrator.db"
-        )
+        from ._pg import PgStore  # noqa: PLC0415 - psycopg only for a program that uses it
+
+        return PgStore(url)
+    shown = url if "://" not in url else url.split("://", 1)[0] + "://…"
     raise ConfigError(
-        f"DATABASE_URL: {url!r} is not a database URL; use sqlite:///orchestrator.db "
-        "or sqlite:////absolute/path.db"
+        f"DATABASE_URL: {shown!r} is not a database URL; use sqlite:///orchestrator.db, "
+        "sqlite:////absolute/path.db or postgresql://user:password@host:port/dbname"
     )

@@ -105,7 +105,7 @@ class GroupWriter:
             if is_ok:
                 future.set_result(value)
             else:
-                future.set_exception(_as_store_error(value))
+                future.set_exception(as_store_error(value))
 
     def _commit(self, batch: list[_Write]) -> list[_Outcome]:
         """On the writer thread: all of `batch` in one transaction, else each in its own."""
@@ -130,7 +130,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
         log.debug("rollback found no open transaction")
 
 
-def _as_store_error(exc: BaseException) -> OrchestratorError:
+def as_store_error(exc: BaseException) -> OrchestratorError:
+    """A failed write as the caller sees it: our own errors as they are, others as StoreError."""
     if isinstance(exc, OrchestratorError):
         return exc
     return StoreError(f"the database write failed: {type(exc).__name__}: {exc}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
+from tests.postgres import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = ("xoxb-secret-bot-token", "xapp-secret-app-token", "sk-secret-llm-key")
@@ -21,6 +22,7 @@ class BotProcess:
     def __init__(self, slack: FakeSlack, llm: FakeOpenAI, tmp_path: Path, **env: str) -> None:
         self.slack = slack
         self.log = tmp_path / "bot.log"
+        self.database_url = database_url(tmp_path, "bot")
         clean = {
             k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "ORCH_"))
         }
@@ -33,7 +35,7 @@ class BotProcess:
             "OPENAI_API_KEY": SECRETS[2],
             "OPENAI_BASE_URL": llm.base_url,
             "ORCH_MODEL": "fake-model",
-            "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
+            "DATABASE_URL": self.database_url,
             **env,
         }
         self.cwd = tmp_path

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from orchestrator import (
     Orchestrator,
     OrchestratorConfig,
     SqliteStore,
+    Store,
     Toolbox,
+    open_store,
 )
 from tests.bot_steps import (
     SIGNING_SECRET,
@@ -31,6 +34,7 @@ from tests.bot_steps import (
 )
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
+from tests.postgres import BACKEND, Databases, PostgresServer, database_url, find_binaries, use
 
 # Fast retries and short waits, so tests of timing run in fractions of a second.
 TEST_CONFIG = OrchestratorConfig(
@@ -44,13 +48,47 @@ TEST_CONFIG = OrchestratorConfig(
 MakeOrchestrator = Callable[..., Awaitable[Orchestrator]]
 
 
+@pytest.fixture(scope="session", autouse=BACKEND == "postgres")
+def postgres() -> Iterator[Databases]:
+    """A PostgreSQL server for the session (ORCH_TEST_POSTGRES_URL's, or one started here)."""
+    given = os.environ.get("ORCH_TEST_POSTGRES_URL")
+    if given:
+        use(Databases(given))
+        yield Databases(given)
+        return
+    binaries = find_binaries()
+    if binaries is None:
+        pytest.skip(
+            "PostgreSQL is not installed (apt-get install postgresql) and no server is named"
+        )
+    server = PostgresServer(binaries)
+    try:
+        server.start()
+        databases = Databases(server.url)
+        use(databases)
+        yield databases
+    finally:
+        use(None)
+        server.stop()
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "x.db"
 
 
 @pytest.fixture
-async def store(db: Path) -> AsyncIterator[SqliteStore]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """The suite's store: SQLite, or PostgreSQL when it runs with ORCH_TEST_DATABASE=postgres."""
+    s = open_store(database_url(tmp_path, "x"))
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def sqlite_store(db: Path) -> AsyncIterator[SqliteStore]:
+    """A SQLite store, for what is SQLite's own (its file, WAL, group commit)."""
     s = SqliteStore(db)
     await s.open()
     yield s
@@ -88,7 +126,7 @@ async def make_orchestrator(
     ) -> Orchestrator:
         cfg = OrchestratorConfig(**{**TEST_CONFIG.__dict__, **config})
         orch = Orchestrator(
-            store=SqliteStore(tmp_path / "orchestrator.db"),
+            store=open_store(database_url(tmp_path, "orchestrator")),
             llm=OpenAILLM(openai_client, model=cfg.model),
             config=cfg,
             notifier=notifier,
@@ -124,7 +162,7 @@ def bot_settings(
         "openai_api_key": "test-key",
         "openai_base_url": fake_openai.base_url,
         "orch_model": "fake-model",
-        "database_url": f"sqlite:///{tmp_path}/bot.db",
+        "database_url": database_url(tmp_path, "bot"),
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -20,9 +20,9 @@ from orchestrator import (
     Isolation,
     Orchestrator,
     Phase,
-    SqliteStore,
     Step,
     StepState,
+    Store,
     Task,
     Tier,
     detect_isolation,
@@ -117,7 +117,7 @@ def make_step(step_id: str, *deps: str, position: int = 0, **fields: Any) -> Ste
     )
 
 
-async def with_plan(store: SqliteStore, task_id: str = "t1", *step_ids: str) -> Task:
+async def with_plan(store: Store, task_id: str = "t1", *step_ids: str) -> Task:
     await store.create_task(make_task(task_id))
     steps = [make_step(s, position=i) for i, s in enumerate(step_ids or ("s1", "s2"))]
     await store.save_plan(task_id, steps, plan_version=1, actor="planner")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import SqliteStore
+from orchestrator import open_store
 from tests.bot_process import SECRETS as PROCESS_SECRETS
 from tests.bot_process import BotProcess
 from tests.bot_steps import Person, SocketDelivery, buttons, plan_in, thread
@@ -23,9 +23,9 @@ PRINT_PARENT_ENV = f'python3 -c "import os; print({READ_PARENT}.replace(chr(0), 
 FAIL_WITH_PARENT_ENV = f'python3 -c "import os, sys; sys.exit({READ_PARENT})"'
 
 
-async def stored_outputs(db: Path) -> dict[str, str]:
+async def stored_outputs(url: str) -> dict[str, str]:
     """Step id -> its output and reason as the bot stored them (the last task's, per id)."""
-    store = SqliteStore(db)
+    store = open_store(url)
     await store.open()
     try:
         tasks = await store.list_tasks()
@@ -93,7 +93,7 @@ async def test_no_secret_reaches_the_thread_the_log_or_the_model_whatever_a_step
     assert relative["text"].startswith("failed")  # the step ran in a fresh folder, not the bot's
     assert ".env: No such file or directory" in relative["text"]
     assert crash["text"].startswith("failed")
-    outputs = await stored_outputs(tmp_path / "bot.db")
+    outputs = await stored_outputs(bot.database_url)
     if sandbox == "bwrap":  # the bot's process and folder are out of sight
         assert "SLACK_" not in outputs["environ"]
         assert absolute["text"].startswith("failed")

@@ -139,8 +139,11 @@ async def test_a_restart_shows_what_the_outbox_still_holds_for_finished_tasks_to
     first = await start_bot()
     alice = Person(fake_slack, SocketDelivery(fake_slack))
     ts = await alice.mention("do a")
-    await alice.press("approve_plan", await plan_in(fake_slack, ts))
-    fake_slack.be_flaky(1.0, retry_after=30)  # Slack refuses everything from now on
+    plan = await plan_in(fake_slack, ts)
+    # Slack refuses everything from now on: set before the click, else a quick run's summary
+    # could be shown before it is.
+    fake_slack.be_flaky(1.0, retry_after=30)
+    await alice.press("approve_plan", plan)
 
     async def is_finished() -> bool:
         return (await first.orchestrator.list_tasks())[0].phase is Phase.COMPLETED

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator import Isolation, Phase, SqliteStore, StepState, Task, detect_isolation
+from orchestrator import Isolation, Phase, StepState, Task, detect_isolation, open_store
 from tests.conftest import MakeOrchestrator
 from tests.fakes import crash_worker, orphan_worker
 from tests.fakes.openai_server import FakeOpenAI, Reply, step_request
 from tests.helpers import bwrap_works, eventually, eventually_step, states, step
+from tests.postgres import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEP_ARGS = "37.5"  # an unusual duration, so the orphaned sleep is easy to find and reap
@@ -74,7 +75,7 @@ async def test_a_task_killed_mid_step_is_recovered_without_redoing_or_losing_wor
         sys.executable,
         "-m",
         "tests.fakes.crash_worker",
-        str(tmp_path / "orchestrator.db"),
+        database_url(tmp_path, "orchestrator"),
         fake_openai.base_url,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
@@ -115,7 +116,7 @@ async def test_a_task_killed_mid_step_is_recovered_without_redoing_or_losing_wor
 async def test_a_request_recorded_but_not_yet_planned_is_planned_after_a_restart(
     make_orchestrator: MakeOrchestrator, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
-    store = SqliteStore(tmp_path / "orchestrator.db")
+    store = open_store(database_url(tmp_path, "orchestrator"))
     await store.open()
     now = time.time()
     task = Task(
@@ -147,7 +148,7 @@ async def test_a_shell_step_dies_with_the_process_and_recovery_says_the_old_run_
         sys.executable,
         "-m",
         "tests.fakes.orphan_worker",
-        str(tmp_path / "orchestrator.db"),
+        database_url(tmp_path, "orchestrator"),
         fake_openai.base_url,
         sandbox,
         cwd=ROOT,

@@ -1,4 +1,5 @@
-"""SqliteStore through its public methods: schema, compare-and-set, the log and group commit."""
+"""The store through its public methods (SQLite, or PostgreSQL with ORCH_TEST_DATABASE=postgres):
+schema, compare-and-set, the log; SQLite's own file, WAL and group commit."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from orchestrator import (
     Phase,
     SqliteStore,
     StepState,
+    Store,
     StoreError,
     Task,
     TaskNotFoundError,
@@ -75,15 +77,16 @@ def wal_pinned(db: Path) -> Iterator[None]:
 
 
 async def test_opening_turns_on_wal_and_sets_the_schema_version_to_the_number_of_migrations(
-    store: SqliteStore, db: Path
+    sqlite_store: SqliteStore, db: Path
 ) -> None:
     assert peek(db, "PRAGMA journal_mode") == [("wal",)]
     assert peek(db, "PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
 async def test_a_write_waits_out_a_lock_held_briefly_by_another_connection(
-    store: SqliteStore, db: Path
+    sqlite_store: SqliteStore, db: Path
 ) -> None:
+    store = sqlite_store
     # Without a busy timeout the write would fail at once with "database is locked".
     await store.create_task(make_task())
     with closing(sqlite3.connect(db, isolation_level=None)) as other:
@@ -140,7 +143,7 @@ async def test_a_closed_store_refuses_reads_and_writes_with_store_error(db: Path
 # Tasks and message keys
 
 
-async def test_a_created_task_reads_back_with_every_field(store: SqliteStore) -> None:
+async def test_a_created_task_reads_back_with_every_field(store: Store) -> None:
     task = make_task(
         "t-ünï",
         scope="C9:1700000000.000100",
@@ -157,7 +160,7 @@ async def test_a_created_task_reads_back_with_every_field(store: SqliteStore) ->
     assert await store.get_task(task.id) == task
 
 
-async def test_getting_an_unknown_task_raises_task_not_found_naming_it(store: SqliteStore) -> None:
+async def test_getting_an_unknown_task_raises_task_not_found_naming_it(store: Store) -> None:
     with pytest.raises(TaskNotFoundError) as caught:
         await store.get_task("nope")
     assert caught.value.task_id == "nope"
@@ -178,7 +181,7 @@ async def test_a_task_from_an_already_used_message_key_is_refused_and_nothing_is
 
 
 async def test_of_two_tasks_racing_for_one_message_key_exactly_one_is_created(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     results = await asyncio.gather(
         store.create_task(make_task("a"), message_keys=["m"]),
@@ -191,13 +194,13 @@ async def test_of_two_tasks_racing_for_one_message_key_exactly_one_is_created(
     assert [t.id for t in await store.list_tasks()] == ["a"]
 
 
-async def test_a_key_claimed_without_a_task_still_refuses_a_task_for_it(store: SqliteStore) -> None:
+async def test_a_key_claimed_without_a_task_still_refuses_a_task_for_it(store: Store) -> None:
     assert await store.claim_messages(["m"]) is True
     with pytest.raises(DuplicateMessageError):
         await store.create_task(make_task(), message_keys=["m"])
 
 
-async def test_claim_messages_is_true_only_when_no_key_was_seen_before(store: SqliteStore) -> None:
+async def test_claim_messages_is_true_only_when_no_key_was_seen_before(store: Store) -> None:
     assert await store.claim_messages(["a"]) is True
     assert await store.claim_messages(["a"]) is False
     assert await store.claim_messages(["b", "a"]) is False
@@ -209,7 +212,7 @@ async def test_claim_messages_is_true_only_when_no_key_was_seen_before(store: Sq
 # Phase compare-and-set
 
 
-async def test_set_phase_moves_the_phase_and_logs_who_when_and_why(store: SqliteStore) -> None:
+async def test_set_phase_moves_the_phase_and_logs_who_when_and_why(store: Store) -> None:
     await store.create_task(make_task())
     before = time.time()
     moved = await store.set_phase(
@@ -226,7 +229,7 @@ async def test_set_phase_moves_the_phase_and_logs_who_when_and_why(store: Sqlite
 
 
 async def test_set_phase_changes_nothing_when_the_stored_phase_is_not_old(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.create_task(make_task(phase=Phase.EXECUTING))
     task, log = await store.get_task("t1"), await store.history("t1")
@@ -238,14 +241,14 @@ async def test_set_phase_changes_nothing_when_the_stored_phase_is_not_old(
     assert await store.history("t1") == log
 
 
-async def test_set_phase_on_an_unknown_task_is_false(store: SqliteStore) -> None:
+async def test_set_phase_on_an_unknown_task_is_false(store: Store) -> None:
     assert not await store.set_phase(
         "nope", old=Phase.PLANNING, new=Phase.FAILED, actor="x", reason=None
     )
 
 
 async def test_of_fifty_concurrent_phase_changes_from_one_phase_exactly_one_wins(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.create_task(make_task())
     targets = [p for p in Phase if p is not Phase.PLANNING]
@@ -267,7 +270,7 @@ async def test_of_fifty_concurrent_phase_changes_from_one_phase_exactly_one_wins
 
 
 async def test_save_plan_stores_every_field_of_every_step_in_position_order(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.create_task(make_task())
     steps = [
@@ -297,7 +300,7 @@ async def test_save_plan_stores_every_field_of_every_step_in_position_order(
 
 
 async def test_a_replan_supersedes_the_replaced_steps_and_counts_as_a_replan(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await with_plan(store, "t1", "a", "b", "c")
     new = [
@@ -317,7 +320,7 @@ async def test_a_replan_supersedes_the_replaced_steps_and_counts_as_a_replan(
 
 
 async def test_a_first_plan_and_the_phase_that_shows_it_are_one_write_or_none(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.create_task(make_task("t1"))
     plan = [make_step("a"), make_step("b", "a", position=1)]
@@ -342,7 +345,7 @@ async def test_a_first_plan_and_the_phase_that_shows_it_are_one_write_or_none(
 
 
 async def test_set_step_stores_output_attempts_and_deadline_and_counts_runs_and_tokens(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await with_plan(store, "t1", "s1", "s2")
     assert await store.set_step(
@@ -386,7 +389,7 @@ async def test_set_step_stores_output_attempts_and_deadline_and_counts_runs_and_
     ]
 
 
-async def test_every_move_to_running_counts_as_a_step_run(store: SqliteStore) -> None:
+async def test_every_move_to_running_counts_as_a_step_run(store: Store) -> None:
     await with_plan(store, "t1", "s1")
     for old, new in [
         (StepState.PENDING, StepState.RUNNING),
@@ -398,7 +401,7 @@ async def test_every_move_to_running_counts_as_a_step_run(store: SqliteStore) ->
 
 
 async def test_set_step_changes_nothing_when_the_stored_state_is_not_old(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     task = await with_plan(store, "t1", "s1")
     log = await store.history("t1")
@@ -421,7 +424,7 @@ async def test_set_step_changes_nothing_when_the_stored_state_is_not_old(
 
 
 async def test_history_is_append_only_in_order_and_decisions_name_their_actor_and_step(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await with_plan(store, "t1", "s1", "s2")
     await store.set_phase(
@@ -463,7 +466,7 @@ async def test_history_is_append_only_in_order_and_decisions_name_their_actor_an
     assert {t.task_id for t in log} == {"t1"}
 
 
-async def test_set_meta_adds_a_key_and_overwrites_an_existing_one(store: SqliteStore) -> None:
+async def test_set_meta_adds_a_key_and_overwrites_an_existing_one(store: Store) -> None:
     await store.create_task(make_task(meta={"a": "1"}))
     await store.set_meta("t1", "b", "2")
     assert (await store.get_task("t1")).meta == {"a": "1", "b": "2"}
@@ -472,7 +475,7 @@ async def test_set_meta_adds_a_key_and_overwrites_an_existing_one(store: SqliteS
 
 
 async def test_list_tasks_filters_by_scope_and_phase_and_lists_oldest_first(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     for task_id, scope, phase, created in [
         ("new-a", "A", Phase.EXECUTING, 30.0),
@@ -493,7 +496,7 @@ async def test_list_tasks_filters_by_scope_and_phase_and_lists_oldest_first(
     assert await ids(scope="nowhere") == []
 
 
-async def test_listed_tasks_carry_their_steps(store: SqliteStore) -> None:
+async def test_listed_tasks_carry_their_steps(store: Store) -> None:
     await with_plan(store, "t1", "a", "b")
     await with_plan(store, "t2", "c")
     listed = {t.id: [s.id for s in t.steps] for t in await store.list_tasks()}
@@ -556,8 +559,9 @@ async def test_group_commit_writes_the_same_state_as_commit_per_write_in_fewer_t
 
 
 async def test_a_failing_write_fails_alone_and_the_writes_batched_with_it_commit(
-    store: SqliteStore, db: Path
+    sqlite_store: SqliteStore, db: Path
 ) -> None:
+    store = sqlite_store
     await with_plan(store, "t1", "s1")
     await with_plan(store, "t2", "s1", "s2")
     # "fresh" would insert before "s1" collides with the step already stored.
@@ -590,7 +594,7 @@ async def test_a_failing_write_fails_alone_and_the_writes_batched_with_it_commit
     )
 
 
-async def test_a_write_whose_caller_is_cancelled_still_lands(store: SqliteStore) -> None:
+async def test_a_write_whose_caller_is_cancelled_still_lands(store: Store) -> None:
     await store.create_task(make_task())
     write = asyncio.create_task(
         store.set_phase("t1", old=Phase.PLANNING, new=Phase.CANCELLED, actor="U1", reason=None)
@@ -621,16 +625,27 @@ async def test_open_store_puts_a_sqlite_url_at_the_path_it_names(
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://x", "postgres://u@h/db", "nonsense", "sqlite:///", ""]
+    "url", ["mysql://u:hunter2@h/db", "nonsense", "sqlite:///", "", "postgresql"]
 )
-def test_open_store_refuses_other_urls_naming_database_url(url: str) -> None:
+def test_open_store_refuses_other_urls_naming_database_url_and_never_a_password(url: str) -> None:
     with pytest.raises(ConfigError) as caught:
         open_store(url)
     assert "DATABASE_URL" in caught.value.reason
+    assert "hunter2" not in caught.value.reason
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:pw@h:5433/db", "postgres://h/db"])
+def test_open_store_picks_postgresql_for_its_urls_and_names_it_without_the_password(
+    url: str,
+) -> None:
+    store = open_store(url)
+    assert type(store).__name__ == "PgStore"
+    assert "pw" not in store.where  # type: ignore[attr-defined]
+    assert store.where.endswith("/db")  # type: ignore[attr-defined]
 
 
 async def test_a_write_that_raises_a_bug_fails_alone_and_the_writer_keeps_serving(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.create_task(make_task("t1"))
     bad = make_task("t2", meta={"k": object()})  # not JSON: a caller's bug, met on the writer
@@ -658,20 +673,20 @@ async def test_a_write_racing_close_is_refused_or_committed_never_left_hanging(d
         await store.claim_messages(["after"])
 
 
-async def test_meta_keys_may_hold_any_character(store: SqliteStore) -> None:
+async def test_meta_keys_may_hold_any_character(store: Store) -> None:
     await store.create_task(make_task("t1"))
     await store.set_meta("t1", 'we"ird.$[0]', "v")
     assert (await store.get_task("t1")).meta == {'we"ird.$[0]': "v"}
 
 
-async def test_a_key_repeated_in_one_call_counts_once(store: SqliteStore) -> None:
+async def test_a_key_repeated_in_one_call_counts_once(store: Store) -> None:
     await store.create_task(make_task("t1"), message_keys=["m", "m"])
     assert await store.claim_messages(["k", "k"]) is True
     with pytest.raises(DuplicateMessageError):
         await store.create_task(make_task("t2"), message_keys=["m"])
 
 
-async def test_reads_overlapping_other_reads_still_see_every_commit(store: SqliteStore) -> None:
+async def test_reads_overlapping_other_reads_still_see_every_commit(store: Store) -> None:
     # Cursors left open across awaits once kept the reader on one old snapshot for good.
     for i in range(100):
         await store.create_task(make_task(f"t{i}"))
@@ -692,3 +707,17 @@ async def test_reads_overlapping_other_reads_still_see_every_commit(store: Sqlit
         done.set()
         await asyncio.gather(*readers)
     assert set(seen) == {Phase.FAILED}
+
+
+async def test_text_holding_a_nul_byte_is_stored_not_refused(store: Store) -> None:
+    # A command's output may hold NULs (/proc/*/environ does); PostgreSQL's text cannot.
+    await with_plan(store, "t1", "s1")
+    assert await store.set_step(
+        "t1", "s1", old=StepState.PENDING, new=StepState.RUNNING, actor="engine"
+    )
+    assert await store.set_step(
+        "t1", "s1", old=StepState.RUNNING, new=StepState.COMPLETED, actor="engine",
+        output="A=1\x00B=2",
+    )  # fmt: skip
+    kept = "A=1\x00B=2" if isinstance(store, SqliteStore) else "A=1\ufffdB=2"
+    assert (await store.get_task("t1")).step("s1").output == kept

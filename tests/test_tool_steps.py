@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import Action, Phase, SqliteStore, Step, StepState, Tier
+from orchestrator import Action, Phase, Step, StepState, Tier, open_store
 from tests.conftest import MakeOrchestrator, OpenToolbox
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router
 from tests.helpers import (
@@ -26,6 +26,7 @@ from tests.helpers import (
     time_mcp,
     tool_step,
 )
+from tests.postgres import database_url
 
 pytestmark = pytest.mark.timeout(60)
 TERMINAL = {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
@@ -211,7 +212,7 @@ async def test_after_a_restart_a_read_tool_runs_again_and_any_other_asks_first(
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "mcp.log"
-    store = SqliteStore(tmp_path / "orchestrator.db")
+    store = open_store(database_url(tmp_path, "orchestrator"))
     await store.open()
     await store.create_task(make_task("t1", phase=Phase.EXECUTING))
     steps = [

@@ -1,6 +1,6 @@
 """A process that starts three tasks and parks them mid-flight, for the test to SIGKILL it.
 
-Usage: python -m tests.fakes.crash_worker DB_PATH OPENAI_BASE_URL
+Usage: python -m tests.fakes.crash_worker DATABASE_URL OPENAI_BASE_URL
 Prints one JSON line {"shell": id, "llm": id, "pending": id} once every task is where it should be.
 """
 
@@ -12,7 +12,7 @@ import sys
 
 import openai
 
-from orchestrator import OpenAILLM, Orchestrator, OrchestratorConfig, Phase, SqliteStore, StepState
+from orchestrator import OpenAILLM, Orchestrator, OrchestratorConfig, Phase, StepState, open_store
 from tests.helpers import eventually
 
 SHELL_REQUEST = "run the slow command"
@@ -27,10 +27,11 @@ async def _until_running(orch: Orchestrator, task_id: str, step_id: str) -> None
     await eventually(is_running, timeout=10)
 
 
-async def main(db_path: str, base_url: str) -> None:
+async def main(database_url: str, base_url: str) -> None:
     client = openai.AsyncOpenAI(api_key="test-key", base_url=base_url, max_retries=0)
     config = OrchestratorConfig(model="fake-model", shell_allow=frozenset({"sleep"}))
-    orch = Orchestrator(store=SqliteStore(db_path), llm=OpenAILLM(client, model="m"), config=config)
+    store = open_store(database_url)
+    orch = Orchestrator(store=store, llm=OpenAILLM(client, model="m"), config=config)
     await orch.start()
     ids = {}
     for name, request in (

@@ -18,8 +18,8 @@ from orchestrator import (
     OrchestratorConfig,
     Phase,
     SandboxMode,
-    SqliteStore,
     StepState,
+    open_store,
 )
 from tests.fakes.openai_server import Reply
 from tests.helpers import eventually_step, step
@@ -45,10 +45,10 @@ def config(sandbox: str) -> OrchestratorConfig:
     )
 
 
-async def main(db_path: str, base_url: str, sandbox: str) -> None:
+async def main(database_url: str, base_url: str, sandbox: str) -> None:
     client = openai.AsyncOpenAI(api_key="test-key", base_url=base_url, max_retries=0)
     llm = OpenAILLM(client, model="fake-model")
-    orch = Orchestrator(store=SqliteStore(db_path), llm=llm, config=config(sandbox))
+    orch = Orchestrator(store=open_store(database_url), llm=llm, config=config(sandbox))
     await orch.start()
     task = await orch.submit(REQUEST, requester="U1", scope="C1:1")
     await orch.wait(task.id, {Phase.AWAITING_APPROVAL}, timeout=10)

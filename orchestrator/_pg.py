@@ -1,0 +1,502 @@
+"""The PostgreSQL store: psycopg 3 over a connection pool, each write one transaction.
+
+Several processes (bot replicas) may share one database: every change is a compare-and-set,
+and a message key is unique, so one Slack event delivered to two replicas makes one task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.abc import Buffer
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.string import StrDumperUnknown
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from . import _rows
+from ._errors import DuplicateMessageError, StoreError, TaskNotFoundError
+from ._models import Closing, Step, Task, Transition
+from ._pg_schema import MIGRATIONS
+from ._phases import Phase, StepState
+from ._thread import SUMMARY, ThreadUpdate
+from ._writer import as_store_error
+
+T = TypeVar("T")
+Conn = AsyncConnection[tuple[Any, ...]]
+_MIGRATION_LOCK = 0x6F726368  # any number every replica agrees on: "orch"
+_OPEN_TIMEOUT_S = 10.0
+
+_TASK_ORDER = "ORDER BY t.created_at, t.n, s.position"
+_UNSENT = "SELECT task_id, slot, seq, version, ref, digest FROM outbox WHERE version > sent_version"
+_SET_PHASE = (
+    "UPDATE tasks SET phase = %s, reason = %s, updated_at = %s WHERE id = %s AND phase = %s"
+)
+_SET_STEP = (
+    "UPDATE steps SET state = %s, reason = %s, output = COALESCE(%s, output), "
+    "attempts = COALESCE(%s, attempts), confirm_deadline = %s, asks = COALESCE(%s, asks), "
+    "tokens = tokens + %s, runs = runs + %s "
+    "WHERE task_id = %s AND id = %s AND state = %s"
+)
+
+
+class _NulSafeStr(StrDumperUnknown):
+    """Text as PostgreSQL takes it: a NUL (which a command's output may hold, and SQLite
+    keeps) becomes U+FFFD, where PostgreSQL would refuse the whole write."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
+
+
+class _KeyTaken(Exception):
+    """A message key was recorded by another transaction: roll this one back."""
+
+
+class PgStore:
+    """`Store` on a PostgreSQL database, shared by any number of processes."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self._url = url
+        self._pool_size = pool_size
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._writes: set[asyncio.Task[Any]] = set()
+
+    @property
+    def where(self) -> str:
+        """The database as an operator knows it, without its password."""
+        return describe(self._url)
+
+    async def open(self) -> None:
+        """Connect and migrate to the latest schema (one replica at a time)."""
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self._url, min_size=1, max_size=self._pool_size, open=False, configure=_configure
+        )
+        try:
+            await pool.open(wait=True, timeout=_OPEN_TIMEOUT_S)
+            async with pool.connection() as conn:
+                await _migrate(conn)
+        except (psycopg.Error, PoolTimeout, StoreError) as exc:
+            await pool.close()
+            reason = exc.reason if isinstance(exc, StoreError) else str(exc) or type(exc).__name__
+            raise StoreError(f"cannot open the database {self.where}: {reason}") from exc
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Let writes in flight commit, then close the pool."""
+        pool, self._pool = self._pool, None
+        if self._writes:
+            await asyncio.wait(self._writes)
+        if pool is not None:
+            await pool.close()
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at."""
+        rows = await self._fetch("SELECT version FROM schema_version", ())
+        return int(rows[0][0])
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        # The pool commits when the block ends, and rolls back when it raises.
+        if self._pool is None:
+            raise StoreError("the store is closed")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"the database failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _fetch(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def _write(self, op: Callable[[Conn], Awaitable[T]]) -> T:
+        """`op` in one transaction. A cancelled caller cancels only its wait: the write lands
+        (or fails) regardless, as with SQLite's writer."""
+        if self._pool is None:
+            raise StoreError("the store is closed")
+
+        async def transaction() -> T:
+            try:
+                async with self._connection() as conn:
+                    return await op(conn)
+            except _KeyTaken:
+                raise
+            except Exception as exc:  # a caller's bug met in the write fails that write alone
+                raise as_store_error(exc) from exc
+
+        task = asyncio.create_task(transaction())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
+
+    async def create_task(
+        self, task: Task, *, message_keys: Sequence[str] = (), outbox: Sequence[str] = ()
+    ) -> None:
+        keys = list(dict.fromkeys(message_keys))
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                f"INSERT INTO tasks ({_rows.TASK_COLUMNS}) VALUES ({_marks(_rows.N_TASK)})",
+                _rows.task_row(task),
+            )
+            for key in keys:
+                # A racing transaction with the same key makes this wait for its commit.
+                cur = await conn.execute(
+                    "INSERT INTO inbound_messages (key, task_id, at) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (key, task.id, task.created_at),
+                )
+                if cur.rowcount != 1:
+                    raise _KeyTaken
+            await _log(conn, task.id, None, "phase", None, task.phase.value, task.requester, None)
+            await _touch(conn, task.id, outbox)
+
+        try:
+            await self._write(op)
+        except _KeyTaken:
+            rows = await self._fetch(
+                "SELECT task_id FROM inbound_messages WHERE key = ANY(%s) "
+                "ORDER BY task_id IS NULL LIMIT 1",
+                (keys,),
+            )
+            existing = rows[0][0] if rows else None
+            raise DuplicateMessageError(
+                "this message was already turned into a task", task_id=existing
+            ) from None
+
+    async def claim_messages(self, keys: Sequence[str]) -> bool:
+        unique = list(dict.fromkeys(keys))
+
+        async def op(conn: Conn) -> bool:
+            claimed = 0
+            for key in unique:
+                cur = await conn.execute(
+                    "INSERT INTO inbound_messages (key, task_id, at) VALUES (%s, NULL, %s) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (key, time.time()),
+                )
+                claimed += cur.rowcount
+            return claimed == len(unique)
+
+        return await self._write(op)
+
+    async def get_task(self, task_id: str) -> Task:
+        rows = await self._fetch(
+            f"{_rows.SELECT_TASKS} WHERE t.id = %s ORDER BY s.position", (task_id,)
+        )
+        tasks = _rows.tasks_from_rows(rows)
+        if not tasks:
+            raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
+        return tasks[0]
+
+    async def get_phase(self, task_id: str) -> Phase:
+        rows = await self._fetch("SELECT phase FROM tasks WHERE id = %s", (task_id,))
+        if not rows:
+            raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
+        return _rows.PHASES[rows[0][0]]
+
+    async def list_tasks(
+        self,
+        *,
+        scope: str | None = None,
+        scope_prefix: str | None = None,
+        phases: Collection[Phase] | None = None,
+    ) -> list[Task]:
+        where: list[str] = []
+        params: list[Any] = []
+        if scope is not None:
+            where.append("t.scope = %s")
+            params.append(scope)
+        if scope_prefix is not None:
+            where.append("starts_with(t.scope, %s)")  # not LIKE: scopes may hold % or _
+            params.append(scope_prefix)
+        if phases is not None:
+            where.append("t.phase = ANY(%s)")
+            params.append([p.value for p in phases])
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return await self._select_tasks(clause, params)
+
+    async def _select_tasks(self, clause: str, params: Sequence[Any]) -> list[Task]:
+        # One statement, so tasks and their steps come from one snapshot of the database.
+        rows = await self._fetch(f"{_rows.SELECT_TASKS} {clause} {_TASK_ORDER}", params)
+        return _rows.tasks_from_rows(rows)
+
+    async def set_phase(
+        self,
+        task_id: str,
+        *,
+        old: Phase,
+        new: Phase,
+        actor: str,
+        reason: str | None,
+        outbox: Sequence[str] = (),
+    ) -> bool:
+        row = (new.value, reason, time.time(), task_id, old.value)
+        return await self._write(lambda conn: _set_phase(conn, row, actor, outbox))
+
+    async def save_plan(
+        self,
+        task_id: str,
+        steps: Sequence[Step],
+        *,
+        plan_version: int,
+        replaced: Collection[str] = (),
+        actor: str,
+        reason: str | None = None,
+        tokens: int = 0,
+        outbox: Sequence[str] = (),
+        phase: tuple[Phase, Phase] | None = None,
+    ) -> bool:
+        rows = [_rows.step_row(task_id, s) for s in steps]
+
+        async def op(conn: Conn) -> bool:
+            if phase is not None:
+                cur = await conn.execute(
+                    "SELECT phase FROM tasks WHERE id = %s FOR UPDATE", (task_id,)
+                )
+                if await cur.fetchone() != (phase[0].value,):
+                    return False
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "UPDATE steps SET is_superseded = 1 WHERE task_id = %s AND id = %s",
+                    [(task_id, step_id) for step_id in replaced],
+                )
+                await cur.executemany(
+                    f"INSERT INTO steps ({_rows.STEP_COLUMNS}) VALUES ({_marks(_rows.N_STEP)})",
+                    rows,
+                )
+            now = time.time()
+            await conn.execute(
+                "UPDATE tasks SET plan_version = %s, replans = replans + %s, "
+                "tokens_used = tokens_used + %s, updated_at = %s WHERE id = %s",
+                (plan_version, 1 if plan_version > 1 else 0, tokens, now, task_id),
+            )
+            await _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
+            await _touch(conn, task_id, outbox)
+            if phase is not None:  # the row is locked since the read above: it is set
+                old, new = phase
+                await _set_phase(conn, (new.value, None, now, task_id, old.value), actor, ())
+            return True
+
+        return await self._write(op)
+
+    async def set_step(
+        self,
+        task_id: str,
+        step_id: str,
+        *,
+        old: StepState,
+        new: StepState,
+        actor: str,
+        reason: str | None = None,
+        output: str | None = None,
+        attempts: int | None = None,
+        confirm_deadline: float | None = None,
+        tokens: int = 0,
+        asks: int | None = None,
+        decision: str | None = None,
+        outbox: Sequence[str] = (),
+    ) -> bool:
+        started = 1 if new is StepState.RUNNING else 0
+        row = (new.value, reason, output, attempts, confirm_deadline, asks, tokens, started)
+        key = (task_id, step_id, old.value)
+        return await self._write(lambda conn: _set_step(conn, row, key, actor, decision, outbox))
+
+    async def close_task(
+        self, task_id: str, closing: Closing, *, actor: str, outbox: bool
+    ) -> list[Transition]:
+        return await self._write(lambda conn: _close(conn, task_id, closing, actor, outbox))
+
+    async def end_task(
+        self,
+        task_id: str,
+        *,
+        old: Phase,
+        new: Phase,
+        actor: str,
+        reason: str | None,
+        closing: Closing,
+        outbox: Sequence[str] = (),
+        has_outbox: bool = False,
+    ) -> list[Transition] | None:
+        row = (new.value, reason, time.time(), task_id, old.value)
+
+        async def op(conn: Conn) -> list[Transition] | None:
+            if not await _set_phase(conn, row, actor, outbox):
+                return None
+            return await _close(conn, task_id, closing, actor, has_outbox)
+
+        return await self._write(op)
+
+    async def list_unclosed(self) -> list[Task]:
+        return await self._select_tasks(
+            "WHERE t.closed_at IS NULL AND t.phase = ANY(%s)", (list(_rows.TERMINAL),)
+        )
+
+    async def updates(self, task_id: str | None = None) -> list[ThreadUpdate]:
+        if task_id is None:
+            rows = await self._fetch(f"{_UNSENT} ORDER BY seq", ())
+        else:
+            rows = await self._fetch(f"{_UNSENT} AND task_id = %s ORDER BY seq", (task_id,))
+        return [ThreadUpdate(*row) for row in rows]
+
+    async def mark_sent(
+        self, task_id: str, slot: str, *, version: int, ref: str, digest: str
+    ) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE outbox SET sent_version = GREATEST(sent_version, %s), ref = %s, "
+                "digest = %s WHERE task_id = %s AND slot = %s",
+                (version, ref, digest, task_id, slot),
+            )
+
+        await self._write(op)
+
+    async def set_meta(self, task_id: str, key: str, value: str) -> None:
+        async def op(conn: Conn) -> None:
+            cur = await conn.execute("SELECT meta FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+            row = await cur.fetchone()
+            if row is None:
+                raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
+            meta = {**json.loads(row[0]), key: value}
+            await conn.execute(
+                "UPDATE tasks SET meta = %s WHERE id = %s", (json.dumps(meta), task_id)
+            )
+
+        await self._write(op)
+
+    async def history(self, task_id: str) -> list[Transition]:
+        query = (
+            "SELECT task_id, kind, old, new, actor, at, step_id, reason FROM transitions "
+            "WHERE task_id = %s ORDER BY seq"
+        )
+        return [Transition(*row) for row in await self._fetch(query, (task_id,))]
+
+
+def describe(url: str) -> str:
+    """`url` without its password (which may be in the URL or given as a parameter)."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(an unreadable URL)"
+    user = f"{info['user']}@" if info.get("user") else ""
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{user}{info.get('host') or ''}{port}/{info.get('dbname') or ''}"
+
+
+async def _configure(conn: Conn) -> None:
+    conn.adapters.register_dumper(str, _NulSafeStr)
+
+
+async def _migrate(conn: Conn) -> None:
+    # Replicas starting together migrate one at a time; the lock ends with the transaction.
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+    await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    cur = await conn.execute("SELECT version FROM schema_version")
+    row = await cur.fetchone()
+    if row is None:
+        await conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise StoreError(f"the database schema v{version} is newer than this program knows")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await conn.execute(script)  # several statements: no parameters
+        await conn.execute("UPDATE schema_version SET version = %s", (number,))
+
+
+async def _set_phase(conn: Conn, row: tuple[Any, ...], actor: str, outbox: Sequence[str]) -> bool:
+    if (await conn.execute(_SET_PHASE, row)).rowcount != 1:
+        return False
+    new, reason, _, task_id, old = row
+    await _log(conn, task_id, None, "phase", old, new, actor, reason)
+    await _touch(conn, task_id, outbox)
+    return True
+
+
+async def _set_step(
+    conn: Conn,
+    row: tuple[Any, ...],
+    key: tuple[str, str, str],
+    actor: str,
+    decision: str | None,
+    outbox: Sequence[str],
+) -> bool:
+    if (await conn.execute(_SET_STEP, row + key)).rowcount != 1:
+        return False
+    task_id, step_id, old = key
+    reason = row[1]
+    if decision is not None:
+        await _log(conn, task_id, step_id, "decision", None, decision, actor, reason)
+    await _log(conn, task_id, step_id, "step", old, row[0], actor, reason)
+    await _touch(conn, task_id, outbox)
+    return True
+
+
+async def _close(
+    conn: Conn, task_id: str, closing: Closing, actor: str, outbox: bool
+) -> list[Transition]:
+    # The task's row is locked first, so two processes closing one task close it once.
+    await conn.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+    cur = await conn.execute(
+        "SELECT id, state FROM steps WHERE task_id = %s AND is_superseded = 0 "
+        "AND state = ANY(%s) ORDER BY plan_version, position",
+        (task_id, list(_rows.OPEN_STATES)),
+    )
+    now = time.time()
+    moves = []
+    for step_id, state in await cur.fetchall():
+        new, reason = closing[StepState(state)]
+        await conn.execute(
+            "UPDATE steps SET state = %s, reason = %s, confirm_deadline = NULL "
+            "WHERE task_id = %s AND id = %s",
+            (new.value, reason, task_id, step_id),
+        )
+        await _log(conn, task_id, step_id, "step", state, new.value, actor, reason)
+        moves.append(Transition(task_id, "step", state, new.value, actor, now, step_id, reason))
+    await conn.execute(
+        "UPDATE tasks SET closed_at = %s, updated_at = %s WHERE id = %s", (now, now, task_id)
+    )
+    if outbox:
+        # Everything is rendered once more at the end: a prompt or plan still showing
+        # buttons loses them, and the summary is added after every other slot.
+        await conn.execute("UPDATE outbox SET version = version + 1 WHERE task_id = %s", (task_id,))
+        await _touch(conn, task_id, (SUMMARY,))
+    return moves
+
+
+async def _log(
+    conn: Conn,
+    task_id: str,
+    step_id: str | None,
+    kind: str,
+    old: str | None,
+    new: str,
+    actor: str,
+    reason: str | None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO transitions (task_id, step_id, kind, old, new, actor, reason, at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (task_id, step_id, kind, old, new, actor, reason, time.time()),
+    )
+
+
+async def _touch(conn: Conn, task_id: str, slots: Sequence[str]) -> None:
+    """Bump each slot's version, adding the slots that are new (in order, after the others)."""
+    for slot in slots:
+        await conn.execute(
+            "INSERT INTO outbox (task_id, slot) VALUES (%s, %s) "
+            "ON CONFLICT (task_id, slot) DO UPDATE SET version = outbox.version + 1",
+            (task_id, slot),
+        )
+
+
+def _marks(n: int) -> str:
+    return ", ".join(["%s"] * n)

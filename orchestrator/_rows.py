@@ -1,0 +1,105 @@
+"""Rows to models and back, for every store: one column order, one decoding."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from ._models import Step, Task
+from ._phases import Action, Phase, StepState, Tier
+
+TASK_COLUMNS = (
+    "id, scope, requester, request, phase, reason, created_at, updated_at, plan_version, "
+    "replans, tokens_used, steps_run, meta"
+)
+STEP_COLUMNS = (
+    "task_id, id, position, plan_version, description, action, input, depends_on, tier, "
+    "state, output, reason, attempts, is_superseded, confirm_deadline, asks, tool"
+)
+TERMINAL = tuple(p.value for p in Phase if p.is_terminal)
+OPEN_STATES = tuple(s.value for s in StepState if not s.is_terminal)
+N_TASK = len(TASK_COLUMNS.split(","))
+N_STEP = len(STEP_COLUMNS.split(","))
+
+SELECT_TASKS = (
+    "SELECT "
+    + ", ".join(f"t.{c.strip()}" for c in TASK_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"s.{c.strip()}" for c in STEP_COLUMNS.split(","))
+    + ", s.tokens, s.runs FROM tasks t LEFT JOIN steps s ON s.task_id = t.id"
+)
+
+
+def tasks_from_rows(rows: list[Any]) -> list[Task]:
+    heads: dict[str, Any] = {}
+    steps: dict[str, list[Step]] = {}
+    counts: dict[str, list[int]] = {}  # task -> [tokens, runs] of its steps
+    for row in rows:
+        task_id = row[0]
+        if task_id not in heads:
+            heads[task_id] = row[:N_TASK]
+            steps[task_id] = []
+            counts[task_id] = [0, 0]
+        if row[N_TASK] is not None:
+            steps[task_id].append(step_from_row(row[N_TASK : N_TASK + N_STEP]))
+            counts[task_id][0] += row[-2]
+            counts[task_id][1] += row[-1]
+    return [
+        task_from_row(head, steps[task_id], *counts[task_id]) for task_id, head in heads.items()
+    ]
+
+
+def task_row(t: Task) -> tuple[Any, ...]:
+    return (
+        t.id, t.scope, t.requester, t.request, t.phase.value, t.reason, t.created_at,
+        t.updated_at, t.plan_version, t.replans, t.tokens_used, t.steps_run,
+        json.dumps(dict(t.meta)),
+    )  # fmt: skip
+
+
+# Stored values to members by dict: calling an Enum is three Python calls, and a task read
+# converts three per step.
+PHASES = {p.value: p for p in Phase}
+STATES = {s.value: s for s in StepState}
+ACTIONS = {a.value: a for a in Action}
+TIERS = {t.value: t for t in Tier}
+
+
+def task_from_row(row: Any, steps: list[Step], step_tokens: int, step_runs: int) -> Task:
+    # The task row counts planning's tokens; its steps count their own runs and tokens.
+    return Task(
+        id=row[0], scope=row[1], requester=row[2], request=row[3], phase=PHASES[row[4]],
+        reason=row[5], created_at=row[6], updated_at=row[7], plan_version=row[8],
+        replans=row[9], tokens_used=row[10] + step_tokens, steps_run=row[11] + step_runs,
+        steps=tuple(steps),
+        meta=json.loads(row[12]),
+    )  # fmt: skip
+
+
+def step_row(task_id: str, s: Step) -> tuple[Any, ...]:
+    return (
+        task_id, s.id, s.position, s.plan_version, s.description, s.action.value, s.input,
+        depends_json(s.depends_on), s.tier.value, s.state.value, s.output, s.reason,
+        s.attempts, int(s.is_superseded), s.confirm_deadline, s.asks, s.tool,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def depends_json(depends_on: tuple[str, ...]) -> str:
+    return json.dumps(list(depends_on))
+
+
+@functools.lru_cache(maxsize=4096)
+def depends_on(stored: str) -> tuple[str, ...]:
+    # Plans repeat the same few lists ("[]", ["a", "b"]): decoded once each, shared (a tuple).
+    return tuple(json.loads(stored))
+
+
+def step_from_row(r: Any) -> Step:
+    return Step(
+        id=r[1], position=r[2], plan_version=r[3], description=r[4], action=ACTIONS[r[5]],
+        input=r[6], depends_on=depends_on(r[7]), tier=TIERS[r[8]], state=STATES[r[9]],
+        output=r[10], reason=r[11], attempts=r[12], is_superseded=bool(r[13]),
+        confirm_deadline=r[14], asks=r[15], tool=r[16],
+    )  # fmt: skip
