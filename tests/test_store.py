@@ -30,6 +30,7 @@ from orchestrator import (
 )
 from orchestrator._schema import MIGRATIONS
 from tests.helpers import make_step, make_task, with_plan
+from tests.postgres import database_url
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -721,3 +722,20 @@ async def test_text_holding_a_nul_byte_is_stored_not_refused(store: Store) -> No
     )  # fmt: skip
     kept = "A=1\x00B=2" if isinstance(store, SqliteStore) else "A=1\ufffdB=2"
     assert (await store.get_task("t1")).step("s1").output == kept
+
+
+async def test_postgresql_is_migrated_once_to_its_latest_schema_and_reopens_without_migrating(
+    store: Store, tmp_path: Path
+) -> None:
+    if isinstance(store, SqliteStore):
+        pytest.skip("PostgreSQL's schema (this pass runs on SQLite)")
+    from orchestrator._pg_schema import MIGRATIONS as PG_MIGRATIONS  # noqa: PLC0415
+
+    assert await store.schema_version() == len(PG_MIGRATIONS)  # type: ignore[attr-defined]
+    task = await with_plan(store)
+    again = open_store(database_url(tmp_path, "x"))  # the same database, a second process
+    await again.open()  # migrating again would fail: the tables exist
+    try:
+        assert await again.get_task("t1") == task
+    finally:
+        await again.close()
