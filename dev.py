@@ -40,20 +40,14 @@ def _run(*args: str) -> int:
 
 def _test(args: list[str]) -> int:
     """The suite on SQLite, then again on a throwaway PostgreSQL (ORCH_TEST_DATABASE picks one)."""
-    backends = (
-        [os.environ["ORCH_TEST_DATABASE"]]
-        if "ORCH_TEST_DATABASE" in os.environ
-        else [
-            "sqlite",
-            "postgres",
-        ]
-    )
+    chosen = os.environ.get("ORCH_TEST_DATABASE")
+    backends = [chosen] if chosen else ["sqlite", "postgres"]
     for backend in backends:
         print(f"== the suite on {backend}", flush=True)
         env = {**os.environ, "ORCH_TEST_DATABASE": backend}
-        code = subprocess.run([str(PY), "-m", "pytest", *args], check=False, cwd=ROOT, env=env)
-        if code.returncode != 0:
-            return code.returncode
+        done = subprocess.run([str(PY), "-m", "pytest", *args], check=False, cwd=ROOT, env=env)
+        if done.returncode != 0:
+            return done.returncode
     return 0
 
 

@@ -33,17 +33,15 @@ Conn = AsyncConnection[tuple[Any, ...]]
 _MIGRATION_LOCK = 0x6F726368  # any number every replica agrees on: "orch"
 _OPEN_TIMEOUT_S = 10.0
 
-_TASK_ORDER = "ORDER BY t.created_at, t.n, s.position"
-_UNSENT = "SELECT task_id, slot, seq, version, ref, digest FROM outbox WHERE version > sent_version"
-_SET_PHASE = (
-    "UPDATE tasks SET phase = %s, reason = %s, updated_at = %s WHERE id = %s AND phase = %s"
-)
-_SET_STEP = (
-    "UPDATE steps SET state = %s, reason = %s, output = COALESCE(%s, output), "
-    "attempts = COALESCE(%s, attempts), confirm_deadline = %s, asks = COALESCE(%s, asks), "
-    "tokens = tokens + %s, runs = runs + %s "
-    "WHERE task_id = %s AND id = %s AND state = %s"
-)
+_TASK_ORDER = "ORDER BY t.created_at, t.n, s.position"  # n: the order tasks were added
+_pg = _rows.pg
+_ONE_TASK = _pg(_rows.SELECT_TASKS + _rows.ONE_TASK)
+_INSERT_TASK, _INSERT_STEP = _pg(_rows.INSERT_TASK), _pg(_rows.INSERT_STEP)
+_SUPERSEDE, _SET_PLAN = _pg(_rows.SUPERSEDE), _pg(_rows.SET_PLAN)
+_SET_PHASE, _SET_STEP = _pg(_rows.SET_PHASE), _pg(_rows.SET_STEP)
+_LOG, _HISTORY, _TOUCH, _UNSENT = map(_pg, (_rows.LOG, _rows.HISTORY, _rows.TOUCH, _rows.UNSENT))
+_OPEN_STEPS, _CLOSE_STEP = _pg(_rows.OPEN_STEPS), _pg(_rows.CLOSE_STEP)
+_CLOSE_TASK, _BUMP_SLOTS = _pg(_rows.CLOSE_TASK), _pg(_rows.BUMP_SLOTS)
 
 
 class _NulSafeStr(StrDumperUnknown):
@@ -142,10 +140,7 @@ class PgStore:
         keys = list(dict.fromkeys(message_keys))
 
         async def op(conn: Conn) -> None:
-            await conn.execute(
-                f"INSERT INTO tasks ({_rows.TASK_COLUMNS}) VALUES ({_marks(_rows.N_TASK)})",
-                _rows.task_row(task),
-            )
+            await conn.execute(_INSERT_TASK, _rows.task_row(task))
             for key in keys:
                 # A racing transaction with the same key makes this wait for its commit.
                 cur = await conn.execute(
@@ -188,10 +183,7 @@ class PgStore:
         return await self._write(op)
 
     async def get_task(self, task_id: str) -> Task:
-        rows = await self._fetch(
-            f"{_rows.SELECT_TASKS} WHERE t.id = %s ORDER BY s.position", (task_id,)
-        )
-        tasks = _rows.tasks_from_rows(rows)
+        tasks = _rows.tasks_from_rows(await self._fetch(_ONE_TASK, (task_id,)))
         if not tasks:
             raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
         return tasks[0]
@@ -209,19 +201,8 @@ class PgStore:
         scope_prefix: str | None = None,
         phases: Collection[Phase] | None = None,
     ) -> list[Task]:
-        where: list[str] = []
-        params: list[Any] = []
-        if scope is not None:
-            where.append("t.scope = %s")
-            params.append(scope)
-        if scope_prefix is not None:
-            where.append("starts_with(t.scope, %s)")  # not LIKE: scopes may hold % or _
-            params.append(scope_prefix)
-        if phases is not None:
-            where.append("t.phase = ANY(%s)")
-            params.append([p.value for p in phases])
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        return await self._select_tasks(clause, params)
+        clause, params = _rows.task_filter(scope, scope_prefix, phases)
+        return await self._select_tasks(_pg(clause), params)
 
     async def _select_tasks(self, clause: str, params: Sequence[Any]) -> list[Task]:
         # One statement, so tasks and their steps come from one snapshot of the database.
@@ -264,19 +245,11 @@ class PgStore:
                 if await cur.fetchone() != (phase[0].value,):
                     return False
             async with conn.cursor() as cur:
-                await cur.executemany(
-                    "UPDATE steps SET is_superseded = 1 WHERE task_id = %s AND id = %s",
-                    [(task_id, step_id) for step_id in replaced],
-                )
-                await cur.executemany(
-                    f"INSERT INTO steps ({_rows.STEP_COLUMNS}) VALUES ({_marks(_rows.N_STEP)})",
-                    rows,
-                )
+                await cur.executemany(_SUPERSEDE, [(task_id, step_id) for step_id in replaced])
+                await cur.executemany(_INSERT_STEP, rows)
             now = time.time()
             await conn.execute(
-                "UPDATE tasks SET plan_version = %s, replans = replans + %s, "
-                "tokens_used = tokens_used + %s, updated_at = %s WHERE id = %s",
-                (plan_version, 1 if plan_version > 1 else 0, tokens, now, task_id),
+                _SET_PLAN, (plan_version, 1 if plan_version > 1 else 0, tokens, now, task_id)
             )
             await _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
             await _touch(conn, task_id, outbox)
@@ -336,9 +309,7 @@ class PgStore:
         return await self._write(op)
 
     async def list_unclosed(self) -> list[Task]:
-        return await self._select_tasks(
-            "WHERE t.closed_at IS NULL AND t.phase = ANY(%s)", (list(_rows.TERMINAL),)
-        )
+        return await self._select_tasks(_pg(_rows.UNCLOSED), _rows.TERMINAL)
 
     async def updates(self, task_id: str | None = None) -> list[ThreadUpdate]:
         if task_id is None:
@@ -373,11 +344,7 @@ class PgStore:
         await self._write(op)
 
     async def history(self, task_id: str) -> list[Transition]:
-        query = (
-            "SELECT task_id, kind, old, new, actor, at, step_id, reason FROM transitions "
-            "WHERE task_id = %s ORDER BY seq"
-        )
-        return [Transition(*row) for row in await self._fetch(query, (task_id,))]
+        return [Transition(*row) for row in await self._fetch(_HISTORY, (task_id,))]
 
 
 def describe(url: str) -> str:
@@ -444,29 +411,17 @@ async def _close(
 ) -> list[Transition]:
     # The task's row is locked first, so two processes closing one task close it once.
     await conn.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
-    cur = await conn.execute(
-        "SELECT id, state FROM steps WHERE task_id = %s AND is_superseded = 0 "
-        "AND state = ANY(%s) ORDER BY plan_version, position",
-        (task_id, list(_rows.OPEN_STATES)),
-    )
+    cur = await conn.execute(_OPEN_STEPS, (task_id, *_rows.OPEN_STATES))
     now = time.time()
     moves = []
     for step_id, state in await cur.fetchall():
         new, reason = closing[StepState(state)]
-        await conn.execute(
-            "UPDATE steps SET state = %s, reason = %s, confirm_deadline = NULL "
-            "WHERE task_id = %s AND id = %s",
-            (new.value, reason, task_id, step_id),
-        )
+        await conn.execute(_CLOSE_STEP, (new.value, reason, task_id, step_id))
         await _log(conn, task_id, step_id, "step", state, new.value, actor, reason)
         moves.append(Transition(task_id, "step", state, new.value, actor, now, step_id, reason))
-    await conn.execute(
-        "UPDATE tasks SET closed_at = %s, updated_at = %s WHERE id = %s", (now, now, task_id)
-    )
+    await conn.execute(_CLOSE_TASK, (now, now, task_id))
     if outbox:
-        # Everything is rendered once more at the end: a prompt or plan still showing
-        # buttons loses them, and the summary is added after every other slot.
-        await conn.execute("UPDATE outbox SET version = version + 1 WHERE task_id = %s", (task_id,))
+        await conn.execute(_BUMP_SLOTS, (task_id,))
         await _touch(conn, task_id, (SUMMARY,))
     return moves
 
@@ -481,22 +436,10 @@ async def _log(
     actor: str,
     reason: str | None,
 ) -> None:
-    await conn.execute(
-        "INSERT INTO transitions (task_id, step_id, kind, old, new, actor, reason, at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (task_id, step_id, kind, old, new, actor, reason, time.time()),
-    )
+    await conn.execute(_LOG, (task_id, step_id, kind, old, new, actor, reason, time.time()))
 
 
 async def _touch(conn: Conn, task_id: str, slots: Sequence[str]) -> None:
     """Bump each slot's version, adding the slots that are new (in order, after the others)."""
     for slot in slots:
-        await conn.execute(
-            "INSERT INTO outbox (task_id, slot) VALUES (%s, %s) "
-            "ON CONFLICT (task_id, slot) DO UPDATE SET version = outbox.version + 1",
-            (task_id, slot),
-        )
-
-
-def _marks(n: int) -> str:
-    return ", ".join(["%s"] * n)
+        await conn.execute(_TOUCH, (task_id, slot))

@@ -1,9 +1,12 @@
-"""Rows to models and back, for every store: one column order, one decoding."""
+"""Rows to models and back, and the statements every store runs: one column order, one
+decoding, one text of each statement (in SQLite's `?` placeholders; `pg` turns them into
+psycopg's)."""
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Collection
 from typing import Any
 
 from ._models import Step, Task
@@ -29,6 +32,76 @@ SELECT_TASKS = (
     + ", ".join(f"s.{c.strip()}" for c in STEP_COLUMNS.split(","))
     + ", s.tokens, s.runs FROM tasks t LEFT JOIN steps s ON s.task_id = t.id"
 )
+
+
+ONE_TASK = " WHERE t.id = ? ORDER BY s.position"
+INSERT_TASK = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * N_TASK)})"
+INSERT_STEP = f"INSERT INTO steps ({STEP_COLUMNS}) VALUES ({', '.join('?' * N_STEP)})"
+SUPERSEDE = "UPDATE steps SET is_superseded = 1 WHERE task_id = ? AND id = ?"
+SET_PLAN = (
+    "UPDATE tasks SET plan_version = ?, replans = replans + ?, "
+    "tokens_used = tokens_used + ?, updated_at = ? WHERE id = ?"
+)
+SET_PHASE = "UPDATE tasks SET phase = ?, reason = ?, updated_at = ? WHERE id = ? AND phase = ?"
+# The step counts its own runs and tokens (the task's totals are summed when read): one row
+# written per move, not the task's row as well.
+SET_STEP = (
+    "UPDATE steps SET state = ?, reason = ?, output = COALESCE(?, output), "
+    "attempts = COALESCE(?, attempts), confirm_deadline = ?, asks = COALESCE(?, asks), "
+    "tokens = tokens + ?, runs = runs + ? "
+    "WHERE task_id = ? AND id = ? AND state = ?"
+)
+LOG = (
+    "INSERT INTO transitions (task_id, step_id, kind, old, new, actor, reason, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+HISTORY = (
+    "SELECT task_id, kind, old, new, actor, at, step_id, reason FROM transitions "
+    "WHERE task_id = ? ORDER BY seq"
+)
+# A slot's version is bumped; a slot that is new is added (in order, after the others).
+TOUCH = (
+    "INSERT INTO outbox (task_id, slot) VALUES (?, ?) "
+    "ON CONFLICT (task_id, slot) DO UPDATE SET version = outbox.version + 1"
+)
+UNSENT = "SELECT task_id, slot, seq, version, ref, digest FROM outbox WHERE version > sent_version"
+OPEN_STEPS = (
+    "SELECT id, state FROM steps WHERE task_id = ? AND is_superseded = 0 "
+    f"AND state IN ({', '.join('?' * len(OPEN_STATES))}) ORDER BY plan_version, position"
+)
+CLOSE_STEP = (
+    "UPDATE steps SET state = ?, reason = ?, confirm_deadline = NULL WHERE task_id = ? AND id = ?"
+)
+CLOSE_TASK = "UPDATE tasks SET closed_at = ?, updated_at = ? WHERE id = ?"
+# Everything is rendered once more at the end: a prompt or plan still showing buttons loses
+# them, and the summary is added after every other slot.
+BUMP_SLOTS = "UPDATE outbox SET version = version + 1 WHERE task_id = ?"
+UNCLOSED = f"WHERE t.closed_at IS NULL AND t.phase IN ({', '.join('?' * len(TERMINAL))})"
+
+
+def task_filter(
+    scope: str | None, scope_prefix: str | None, phases: Collection[Phase] | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause (and its values) of `Store.list_tasks`."""
+    where: list[str] = []
+    params: list[Any] = []
+    if scope is not None:
+        where.append("t.scope = ?")
+        params.append(scope)
+    if scope_prefix is not None:
+        # substr, not LIKE: scopes may hold % or _, which LIKE would treat as wildcards.
+        where.append("substr(t.scope, 1, ?) = ?")
+        params += [len(scope_prefix), scope_prefix]
+    if phases is not None:
+        # No phase asked for matches no task; PostgreSQL refuses an empty IN list.
+        where.append(f"t.phase IN ({', '.join('?' * len(phases))})" if phases else "1 = 0")
+        params.extend(p.value for p in phases)
+    return ("WHERE " + " AND ".join(where)) if where else "", tuple(params)
+
+
+def pg(statement: str) -> str:
+    """A statement in psycopg's placeholders (none of ours holds a literal `?` or `%`)."""
+    return statement.replace("?", "%s")
 
 
 def tasks_from_rows(rows: list[Any]) -> list[Task]:

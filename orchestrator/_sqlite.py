@@ -115,10 +115,7 @@ class SqliteStore:
                 ).fetchone()
                 if row is not None:
                     return str(row[0] or "")
-            conn.execute(
-                f"INSERT INTO tasks ({_rows.TASK_COLUMNS}) VALUES ({_marks(_rows.N_TASK)})",
-                _rows.task_row(task),
-            )
+            conn.execute(_rows.INSERT_TASK, _rows.task_row(task))
             conn.executemany(
                 "INSERT INTO inbound_messages (key, task_id, at) VALUES (?, ?, ?)",
                 [(key, task.id, task.created_at) for key in keys],
@@ -147,7 +144,7 @@ class SqliteStore:
 
     async def get_task(self, task_id: str) -> Task:
         tasks = _rows.tasks_from_rows(
-            await self._fetch_now(_rows.SELECT_TASKS + _ONE_TASK, (task_id,))
+            await self._fetch_now(_rows.SELECT_TASKS + _rows.ONE_TASK, (task_id,))
         )
         if not tasks:
             raise TaskNotFoundError(f"no task {task_id}", task_id=task_id)
@@ -166,20 +163,7 @@ class SqliteStore:
         scope_prefix: str | None = None,
         phases: Collection[Phase] | None = None,
     ) -> list[Task]:
-        where: list[str] = []
-        params: list[Any] = []
-        if scope is not None:
-            where.append("t.scope = ?")
-            params.append(scope)
-        if scope_prefix is not None:
-            # substr, not LIKE: scopes may hold % or _, which LIKE would treat as wildcards.
-            where.append("substr(t.scope, 1, ?) = ?")
-            params += [len(scope_prefix), scope_prefix]
-        if phases is not None:
-            where.append(f"t.phase IN ({_marks(len(phases))})")
-            params.extend(p.value for p in phases)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        return await self._select_tasks(clause, tuple(params))
+        return await self._select_tasks(*_rows.task_filter(scope, scope_prefix, phases))
 
     async def _select_tasks(self, clause: str, params: tuple[Any, ...]) -> list[Task]:
         # One statement, so tasks and their steps come from one snapshot of the database.
@@ -220,18 +204,11 @@ class SqliteStore:
                 stored = conn.execute("SELECT phase FROM tasks WHERE id = ?", (task_id,))
                 if stored.fetchone() != (phase[0].value,):
                     return False
-            conn.executemany(
-                "UPDATE steps SET is_superseded = 1 WHERE task_id = ? AND id = ?",
-                [(task_id, step_id) for step_id in replaced],
-            )
-            conn.executemany(
-                f"INSERT INTO steps ({_rows.STEP_COLUMNS}) VALUES ({_marks(_rows.N_STEP)})", rows
-            )
+            conn.executemany(_rows.SUPERSEDE, [(task_id, step_id) for step_id in replaced])
+            conn.executemany(_rows.INSERT_STEP, rows)
             now = time.time()
             conn.execute(
-                "UPDATE tasks SET plan_version = ?, replans = replans + ?, "
-                "tokens_used = tokens_used + ?, updated_at = ? WHERE id = ?",
-                (plan_version, 1 if plan_version > 1 else 0, tokens, now, task_id),
+                _rows.SET_PLAN, (plan_version, 1 if plan_version > 1 else 0, tokens, now, task_id)
             )
             _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
             _touch(conn, task_id, outbox)
@@ -285,16 +262,13 @@ class SqliteStore:
         return await self._w.submit(_end, row, actor, outbox, closing, has_outbox)
 
     async def list_unclosed(self) -> list[Task]:
-        phases = _marks(len(_rows.TERMINAL))
-        return await self._select_tasks(
-            f"WHERE t.closed_at IS NULL AND t.phase IN ({phases})", _rows.TERMINAL
-        )
+        return await self._select_tasks(_rows.UNCLOSED, _rows.TERMINAL)
 
     async def updates(self, task_id: str | None = None) -> list[ThreadUpdate]:
         if task_id is None:  # every task's: a scan, off the event loop
-            rows = await self._fetch(f"{_UNSENT} ORDER BY seq", ())
+            rows = await self._fetch(f"{_rows.UNSENT} ORDER BY seq", ())
         else:
-            rows = await self._fetch_now(f"{_UNSENT} AND task_id = ? ORDER BY seq", (task_id,))
+            rows = await self._fetch_now(f"{_rows.UNSENT} AND task_id = ? ORDER BY seq", (task_id,))
         return [ThreadUpdate(*row) for row in rows]
 
     async def mark_sent(
@@ -321,30 +295,17 @@ class SqliteStore:
         await self._w.submit(op)
 
     async def history(self, task_id: str) -> list[Transition]:
-        query = (
-            "SELECT task_id, kind, old, new, actor, at, step_id, reason FROM transitions "
-            "WHERE task_id = ? ORDER BY seq"
-        )
-        return [Transition(*row) for row in await self._fetch_now(query, (task_id,))]
+        return [Transition(*row) for row in await self._fetch_now(_rows.HISTORY, (task_id,))]
 
 
 # The writes made on every step and phase move are module functions given their values, not
 # closures: a closure over a dozen arguments is a dozen cells per queued write.
-_SET_PHASE = "UPDATE tasks SET phase = ?, reason = ?, updated_at = ? WHERE id = ? AND phase = ?"
-# The step counts its own runs and tokens (the task's totals are summed when read): one row
-# written per move, not the task's row as well.
-_SET_STEP = (
-    "UPDATE steps SET state = ?, reason = ?, output = COALESCE(?, output), "
-    "attempts = COALESCE(?, attempts), confirm_deadline = ?, asks = COALESCE(?, asks), "
-    "tokens = tokens + ?, runs = runs + ? "
-    "WHERE task_id = ? AND id = ? AND state = ?"
-)
 
 
 def _set_phase(
     conn: sqlite3.Connection, row: tuple[Any, ...], actor: str, outbox: Sequence[str]
 ) -> bool:
-    if conn.execute(_SET_PHASE, row).rowcount != 1:
+    if conn.execute(_rows.SET_PHASE, row).rowcount != 1:
         return False
     new, reason, _, task_id, old = row
     _log(conn, task_id, None, "phase", old, new, actor, reason)
@@ -360,7 +321,7 @@ def _set_step(
     decision: str | None,
     outbox: Sequence[str],
 ) -> bool:
-    if conn.execute(_SET_STEP, row + key).rowcount != 1:
+    if conn.execute(_rows.SET_STEP, row + key).rowcount != 1:
         return False
     task_id, step_id, old = key
     reason = row[1]
@@ -371,35 +332,23 @@ def _set_step(
     return True
 
 
-_UNSENT = "SELECT task_id, slot, seq, version, ref, digest FROM outbox WHERE version > sent_version"
 _TASK_ORDER = "ORDER BY t.created_at, t.rowid, s.position"
-_ONE_TASK = " WHERE t.id = ? ORDER BY s.position"
 
 
 def _close(
     conn: sqlite3.Connection, task_id: str, closing: Closing, actor: str, outbox: bool
 ) -> list[Transition]:
-    open_steps = conn.execute(
-        f"SELECT id, state FROM steps WHERE task_id = ? AND is_superseded = 0 "
-        f"AND state IN ({_marks(len(_rows.OPEN_STATES))}) ORDER BY plan_version, position",
-        (task_id, *_rows.OPEN_STATES),
-    ).fetchall()
+    open_steps = conn.execute(_rows.OPEN_STEPS, (task_id, *_rows.OPEN_STATES)).fetchall()
     now = time.time()
     moves = []
     for step_id, state in open_steps:
         new, reason = closing[StepState(state)]
-        conn.execute(
-            "UPDATE steps SET state = ?, reason = ?, confirm_deadline = NULL "
-            "WHERE task_id = ? AND id = ?",
-            (new.value, reason, task_id, step_id),
-        )
+        conn.execute(_rows.CLOSE_STEP, (new.value, reason, task_id, step_id))
         _log(conn, task_id, step_id, "step", state, new.value, actor, reason)
         moves.append(Transition(task_id, "step", state, new.value, actor, now, step_id, reason))
-    conn.execute("UPDATE tasks SET closed_at = ?, updated_at = ? WHERE id = ?", (now, now, task_id))
+    conn.execute(_rows.CLOSE_TASK, (now, now, task_id))
     if outbox:
-        # Everything is rendered once more at the end: a prompt or plan still showing
-        # buttons loses them, and the summary is added after every other slot.
-        conn.execute("UPDATE outbox SET version = version + 1 WHERE task_id = ?", (task_id,))
+        conn.execute(_rows.BUMP_SLOTS, (task_id,))
         _touch(conn, task_id, (SUMMARY,))
     return moves
 
@@ -435,23 +384,11 @@ def _log(
     actor: str,
     reason: str | None,
 ) -> None:
-    conn.execute(
-        "INSERT INTO transitions (task_id, step_id, kind, old, new, actor, reason, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (task_id, step_id, kind, old, new, actor, reason, time.time()),
-    )
+    conn.execute(_rows.LOG, (task_id, step_id, kind, old, new, actor, reason, time.time()))
 
 
 def _touch(conn: sqlite3.Connection, task_id: str, slots: Sequence[str]) -> None:
     """Bump each slot's version, adding the slots that are new (in order, after the others)."""
     if not slots:  # no outbox: a statement saved on every write
         return
-    conn.executemany(
-        "INSERT INTO outbox (task_id, slot) VALUES (?, ?) "
-        "ON CONFLICT (task_id, slot) DO UPDATE SET version = version + 1",
-        [(task_id, slot) for slot in slots],
-    )
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
+    conn.executemany(_rows.TOUCH, [(task_id, slot) for slot in slots])

@@ -53,13 +53,19 @@ def postgres() -> Iterator[Databases]:
     """A PostgreSQL server for the session (ORCH_TEST_POSTGRES_URL's, or one started here)."""
     given = os.environ.get("ORCH_TEST_POSTGRES_URL")
     if given:
-        use(Databases(given))
-        yield Databases(given)
+        databases = Databases(given)
+        use(databases)
+        try:
+            yield databases
+        finally:
+            use(None)
+            databases.drop_all()
         return
     binaries = find_binaries()
     if binaries is None:
         pytest.skip(
-            "PostgreSQL is not installed (apt-get install postgresql) and no server is named"
+            "ORCH_TEST_DATABASE=postgres, but PostgreSQL is not installed (apt-get install "
+            "postgresql) and ORCH_TEST_POSTGRES_URL names no server"
         )
     server = PostgresServer(binaries)
     try:
@@ -69,7 +75,7 @@ def postgres() -> Iterator[Databases]:
         yield databases
     finally:
         use(None)
-        server.stop()
+        server.stop()  # its databases go with it
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,11 +27,15 @@ def find_binaries() -> Path | None:
     found = shutil.which("pg_ctl")
     if found and shutil.which("initdb"):
         return Path(found).parent
-    for folder in sorted(glob.glob(pattern) for pattern in _SEARCH):
-        for candidate in reversed(folder):  # the newest version first
-            if (Path(candidate) / "initdb").exists():
-                return Path(candidate)
+    installed = [Path(found) for pattern in _SEARCH for found in glob.glob(pattern)]
+    for folder in sorted(installed, key=_version, reverse=True):  # the newest first
+        if (folder / "initdb").exists():
+            return folder
     return None
+
+
+def _version(folder: Path) -> list[int]:
+    return [int(n) for n in re.findall(r"\d+", str(folder))]
 
 
 class PostgresServer:
@@ -71,21 +76,28 @@ class PostgresServer:
 
 
 class Databases:
-    """Fresh, empty databases on one server: one per test, dropped after."""
+    """Fresh, empty databases on one server, one per test and name."""
 
     def __init__(self, server_url: str) -> None:
         self._url = server_url
+        self._made: dict[str, str] = {}  # "folder/name" -> its database's URL
 
-    def create(self) -> str:
-        name = f"t_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(self._url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return urlsplit(self._url)._replace(path=f"/{name}").geturl()
+    def url_for(self, key: str) -> str:
+        """The database for `key`, made on first use."""
+        if key not in self._made:
+            name = f"t_{uuid.uuid4().hex[:16]}"
+            with psycopg.connect(self._url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            self._made[key] = urlsplit(self._url)._replace(path=f"/{name}").geturl()
+        return self._made[key]
 
-    def drop(self, url: str) -> None:
-        name = urlsplit(url).path.lstrip("/")
+    def drop_all(self) -> None:
+        """Drop every database made here (on a server that outlives the tests)."""
         with psycopg.connect(self._url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for url in self._made.values():
+                name = urlsplit(url).path.lstrip("/")
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._made.clear()
 
 
 def _free_port() -> int:
@@ -97,7 +109,6 @@ def _free_port() -> int:
 
 BACKEND = os.environ.get("ORCH_TEST_DATABASE", "sqlite")
 _session: dict[str, Databases] = {}  # "databases": where this session makes them
-_made: dict[str, str] = {}
 
 
 def use(databases: Databases | None) -> None:
@@ -113,7 +124,4 @@ def database_url(folder: Path, name: str) -> str:
     if BACKEND != "postgres":
         return f"sqlite:///{folder / name}.db"
     assert _session, "the postgres session fixture did not run"
-    key = f"{folder}/{name}"
-    if key not in _made:
-        _made[key] = _session["databases"].create()
-    return _made[key]
+    return _session["databases"].url_for(f"{folder}/{name}")

@@ -739,3 +739,12 @@ async def test_postgresql_is_migrated_once_to_its_latest_schema_and_reopens_with
         assert await again.get_task("t1") == task
     finally:
         await again.close()
+
+
+async def test_list_tasks_by_scope_prefix_takes_percent_and_underscore_literally(
+    store: Store,
+) -> None:
+    for task_id, scope in [("t1", "C_%:1"), ("t2", "CX%:1"), ("t3", "C_%2:1")]:
+        await store.create_task(make_task(task_id, scope=scope))
+    assert [t.id for t in await store.list_tasks(scope_prefix="C_%:")] == ["t1"]
+    assert [t.id for t in await store.list_tasks(scope_prefix="C")] == ["t1", "t2", "t3"]
