@@ -115,6 +115,7 @@ class FakeSlack:
     def __init__(self, *, echo_bot_events: bool = False) -> None:
         self.echo_bot_events = echo_bot_events
         self.calls: list[Call] = []
+        self.arrivals: list[tuple[str, dict[str, Any]]] = []  # every call as it came, held too
         self.messages: list[dict[str, Any]] = []
         self.ephemerals: list[dict[str, Any]] = []
         self.envelopes: list[dict[str, Any]] = []
@@ -160,6 +161,10 @@ class FakeSlack:
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         """The args of every call to `method` that Slack accepted (ok, not faulted), in order."""
         return [c.args for c in self.calls if c.method == method and c.ok]
+
+    def arrived(self, method: str, match: Callable[[dict[str, Any]], bool]) -> bool:
+        """Whether a call to `method` that `match`es came in, whatever became of it."""
+        return any(m == method and match(args) for m, args in self.arrivals)
 
     def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         """The bot's messages in a thread as they look now, in post order (the parent excluded)."""
@@ -412,6 +417,7 @@ class FakeSlack:
         token = (
             auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else args.pop("token", None)
         )
+        self.arrivals.append((method, args))  # told by the answer or the hold that follows
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         held = self._held(method, args)
