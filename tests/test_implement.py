@@ -21,10 +21,10 @@ from orchestrator import (
     Orchestrator,
     Phase,
     PlanValidationError,
-    SqliteStore,
     StepState,
     Tier,
     detect_isolation,
+    open_store,
     summary_text,
 )
 from orchestrator._agents import CodingAgents
@@ -44,6 +44,7 @@ from tests.helpers import (
     states,
     step,
 )
+from tests.postgres import database_url
 
 pytestmark = pytest.mark.timeout(30)
 TERMINAL = {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
@@ -109,7 +110,7 @@ async def test_a_scripted_task_hands_its_spec_to_the_agents(
     llm = ScriptedLLM([{"steps": [implement()]}])
     agents = [fake_agent("only", "edit", record=record, cwd=str(repo))]
     async with Orchestrator(
-        store=SqliteStore(tmp_path / "x.db"), llm=llm, agents=agents, config=TEST_CONFIG
+        store=open_store(database_url(tmp_path, "x")), llm=llm, agents=agents, config=TEST_CONFIG
     ) as orch:
         task = await run_to_end(orch, await planned(orch, "add a changelog line"))
     assert task.phase is Phase.COMPLETED, task.reason

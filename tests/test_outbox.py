@@ -17,6 +17,8 @@ from orchestrator import (
     SlotKind,
     SqliteStore,
     StepState,
+    Store,
+    open_store,
     plan_decision,
     step_decisions,
 )
@@ -25,13 +27,14 @@ from orchestrator.testing import ScriptedLLM
 from tests.conftest import MakeOrchestrator
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router
 from tests.helpers import eventually_step, make_task, planned, run_to_end, step, with_plan
+from tests.postgres import database_url
 
 pytestmark = pytest.mark.timeout(20)
 TERMINAL = {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
 
 
 async def test_a_write_touches_its_slots_and_a_new_slot_comes_after_the_others(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.create_task(make_task("t1"), outbox=("plan",))
     await store.set_phase(
@@ -53,7 +56,7 @@ async def test_a_write_touches_its_slots_and_a_new_slot_comes_after_the_others(
 
 
 async def test_a_sent_version_is_hidden_until_the_next_change_which_keeps_the_message_ref(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.create_task(make_task("t1"), outbox=("plan",))
     (plan,) = await store.updates("t1")
@@ -69,7 +72,7 @@ async def test_a_sent_version_is_hidden_until_the_next_change_which_keeps_the_me
 
 
 async def test_marking_an_older_version_sent_never_hides_a_newer_change(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.create_task(make_task("t1"), outbox=("plan",))
     (old,) = await store.updates("t1")
@@ -82,7 +85,7 @@ async def test_marking_an_older_version_sent_never_hides_a_newer_change(
 
 
 async def test_closing_a_task_closes_its_open_steps_renders_every_slot_again_and_adds_the_summary(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await with_plan(store, "t1", "s1", "s2", "s3")
     await store.set_step("t1", "s1", old=StepState.PENDING, new=StepState.RUNNING, actor="e")
@@ -118,7 +121,7 @@ async def test_closing_a_task_closes_its_open_steps_renders_every_slot_again_and
 
 
 async def test_ending_a_task_sets_its_phase_and_closes_it_in_one_write_or_writes_nothing(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await with_plan(store, "t1", "s1", "s2")
     await store.set_step("t1", "s1", old=StepState.PENDING, new=StepState.RUNNING, actor="e")
@@ -174,7 +177,7 @@ async def test_a_task_fills_its_outbox_in_thread_order_and_the_summary_comes_las
         ]
     }
     orch = Orchestrator(
-        store=SqliteStore(tmp_path / "o.db"),
+        store=open_store(database_url(tmp_path, "o")),
         llm=ScriptedLLM([plan]),
         config=OrchestratorConfig(approvers=frozenset({"U2"})),
         has_outbox=True,
@@ -209,8 +212,8 @@ async def test_without_an_outbox_nothing_is_recorded_for_threads(
 async def test_an_ended_task_whose_close_never_committed_is_closed_on_the_next_start(
     tmp_path: Path,
 ) -> None:
-    db = tmp_path / "o.db"
-    store = SqliteStore(db)
+    url = database_url(tmp_path, "o")
+    store = open_store(url)
     await store.open()
     await with_plan(store, "t1", "s1", "s2")
     await store.set_step("t1", "s1", old=StepState.PENDING, new=StepState.RUNNING, actor="e")
@@ -218,7 +221,7 @@ async def test_an_ended_task_whose_close_never_committed_is_closed_on_the_next_s
     await store.set_phase("t1", old=Phase.PLANNING, new=Phase.CANCELLED, actor="U1", reason=None)
     await store.close()
 
-    orch = Orchestrator(store=SqliteStore(db), llm=ScriptedLLM([]), has_outbox=True)
+    orch = Orchestrator(store=open_store(url), llm=ScriptedLLM([]), has_outbox=True)
     async with orch, orch.subscribe():
         task = await orch.get_task("t1")
         updates = await orch.updates("t1")

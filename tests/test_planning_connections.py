@@ -8,10 +8,11 @@ import httpx2
 import openai
 import pytest
 
-from orchestrator import OpenAILLM, Orchestrator, SqliteStore
+from orchestrator import OpenAILLM, Orchestrator, open_store
 from tests.conftest import TEST_CONFIG
 from tests.fakes.openai_server import FakeOpenAI, Reply, Router
 from tests.helpers import eventually, planned, step
+from tests.postgres import database_url
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -30,7 +31,7 @@ async def test_a_new_request_is_planned_while_running_steps_hold_every_step_conn
     )
     plans = openai.AsyncOpenAI(api_key="k", base_url=fake_openai.base_url, max_retries=0)
     orch = Orchestrator(
-        store=SqliteStore(tmp_path / "o.db"),
+        store=open_store(database_url(tmp_path, "o")),
         llm=OpenAILLM(steps, model="m"),
         planning_llm=OpenAILLM(plans, model="m"),
         config=TEST_CONFIG,
