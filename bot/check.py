@@ -1,6 +1,6 @@
-"""`python -m bot check`: settings valid, Slack and the LLM reachable, how shell steps are held,
-which MCP servers start and the tools they offer, and which coding agents implement steps
-may use."""
+"""`python -m bot check`: settings valid, Slack and the LLM reachable, the database and its
+schema version, how shell steps are held, which MCP servers start and the tools they offer, and
+which coding agents implement steps may use."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 import openai
 from slack_sdk.errors import SlackApiError
 
-from orchestrator import ConfigError, detect_isolation, open_toolbox
+from orchestrator import ConfigError, StoreError, detect_isolation, open_store, open_toolbox
 
 from .service import build_agents, build_llm_client
 from .settings import Settings
@@ -28,6 +28,7 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         problems += await _check_slack(settings, out)
     if not settings.llm_problems():
         problems += await _check_llm(settings, out)
+    problems += await _check_database(settings, out)
     problems += await _check_shell(settings, out)
     problems += await _check_tools(settings, out)
     problems += _check_agents(settings, out)
@@ -49,6 +50,23 @@ async def _check_slack(settings: Settings, out: TextIO) -> list[str]:
     except Exception as exc:
         return [f"SLACK_API_URL: cannot reach {settings.slack_api_url} ({type(exc).__name__})"]
     print(f"slack: connected as {auth.get('user')} in {auth.get('team')}", file=out)
+    return []
+
+
+async def _check_database(settings: Settings, out: TextIO) -> list[str]:
+    """Where state lives and its schema version (opening it migrates, as the bot's start would)."""
+    try:
+        store = open_store(settings.database_url)
+    except ConfigError as err:
+        return [err.reason]
+    try:
+        await store.open()
+        version = await store.schema_version()
+    except StoreError as err:
+        return [f"DATABASE_URL: {err.reason}"]
+    finally:
+        await store.close()
+    print(f"database: {store.where}, schema v{version}", file=out)
     return []
 
 

@@ -31,7 +31,7 @@ from ._writer import as_store_error
 T = TypeVar("T")
 Conn = AsyncConnection[tuple[Any, ...]]
 _MIGRATION_LOCK = 0x6F726368  # any number every replica agrees on: "orch"
-_OPEN_TIMEOUT_S = 10.0
+_OPEN_TIMEOUT_S = 10
 
 _TASK_ORDER = "ORDER BY t.created_at, t.n, s.position"  # n: the order tasks were added
 _pg = _rows.pg
@@ -76,9 +76,13 @@ class PgStore:
             self._url, min_size=1, max_size=self._pool_size, open=False, configure=_configure
         )
         try:
-            await pool.open(wait=True, timeout=_OPEN_TIMEOUT_S)
-            async with pool.connection() as conn:
+            # One connection first: the pool would retry until its timeout and then say only
+            # that it timed out, where this says why (refused, no such database, password).
+            async with await AsyncConnection.connect(
+                self._url, connect_timeout=_OPEN_TIMEOUT_S
+            ) as conn:
                 await _migrate(conn)
+            await pool.open(wait=True, timeout=_OPEN_TIMEOUT_S)
         except (psycopg.Error, PoolTimeout, StoreError) as exc:
             await pool.close()
             reason = exc.reason if isinstance(exc, StoreError) else str(exc) or type(exc).__name__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Collection, Sequence
@@ -33,6 +34,15 @@ class SqliteStore:
         self._read: aiosqlite.Connection | None = None
         self._point: sqlite3.Connection | None = None
         self._writer: GroupWriter | None = None
+
+    @property
+    def where(self) -> str:
+        """The database as an operator knows it."""
+        return f"sqlite at {os.path.abspath(self._path)}"
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at."""
+        return int((await self._fetch_now("PRAGMA user_version", ()))[0][0])
 
     async def open(self) -> None:
         """Connect, switch to WAL and migrate to the latest schema."""

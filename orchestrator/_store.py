@@ -20,6 +20,13 @@ from ._thread import ThreadUpdate
 class Store(Protocol):
     """Durable state of tasks, steps, the transition log and seen chat messages."""
 
+    @property
+    def where(self) -> str:
+        """The database as an operator knows it (never with a password)."""
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at (once open)."""
+
     async def open(self) -> None:
         """Connect and migrate."""
 

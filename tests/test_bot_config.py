@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,8 +181,28 @@ async def test_check_reaches_slack_and_lists_the_models_once(
     assert "slack: connected as orchestrator in Test" in out.getvalue()
     assert "llm: 1 models; fake-model found" in out.getvalue()
     assert "shell: " in out.getvalue()
+    shown = r"^database: (sqlite at /|postgresql://).+, schema v[1-9]"
+    assert re.search(shown, out.getvalue(), re.MULTILINE)
     assert out.getvalue().rstrip().endswith("all good")
     assert [c.method for c in fake_slack.calls] == ["auth.test"]
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("mysql://u:hunter2@h/db", "is not a database URL"),
+        ("postgresql://u:hunter2@127.0.0.1:1/db", "cannot open the database postgresql://u@"),
+    ],
+)
+async def test_check_names_a_database_it_cannot_use_and_never_its_password(
+    url: str, said: str, fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    settings = bot_settings(fake_slack, fake_openai, tmp_path, database_url=url)
+    assert await run_check(settings, out) == 1
+    assert "problem: DATABASE_URL: " in out.getvalue()
+    assert said in out.getvalue()
+    assert "hunter2" not in out.getvalue()
 
 
 @pytest.mark.parametrize(

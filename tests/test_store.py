@@ -82,6 +82,8 @@ async def test_opening_turns_on_wal_and_sets_the_schema_version_to_the_number_of
 ) -> None:
     assert peek(db, "PRAGMA journal_mode") == [("wal",)]
     assert peek(db, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert await sqlite_store.schema_version() == len(MIGRATIONS)
+    assert sqlite_store.where == f"sqlite at {db}"
 
 
 async def test_a_write_waits_out_a_lock_held_briefly_by_another_connection(
@@ -641,8 +643,8 @@ def test_open_store_picks_postgresql_for_its_urls_and_names_it_without_the_passw
 ) -> None:
     store = open_store(url)
     assert type(store).__name__ == "PgStore"
-    assert "pw" not in store.where  # type: ignore[attr-defined]
-    assert store.where.endswith("/db")  # type: ignore[attr-defined]
+    assert "pw" not in store.where
+    assert store.where.endswith("/db")
 
 
 async def test_a_write_that_raises_a_bug_fails_alone_and_the_writer_keeps_serving(
@@ -731,7 +733,7 @@ async def test_postgresql_is_migrated_once_to_its_latest_schema_and_reopens_with
         pytest.skip("PostgreSQL's schema (this pass runs on SQLite)")
     from orchestrator._pg_schema import MIGRATIONS as PG_MIGRATIONS  # noqa: PLC0415
 
-    assert await store.schema_version() == len(PG_MIGRATIONS)  # type: ignore[attr-defined]
+    assert await store.schema_version() == len(PG_MIGRATIONS)
     task = await with_plan(store)
     again = open_store(database_url(tmp_path, "x"))  # the same database, a second process
     await again.open()  # migrating again would fail: the tables exist
