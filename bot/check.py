@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, TextIO
 import openai
 from slack_sdk.errors import SlackApiError
 
-from orchestrator import ConfigError, StoreError, detect_isolation, open_store, open_toolbox
+from orchestrator import (
+    ConfigError,
+    ReplicaStore,
+    StoreError,
+    detect_isolation,
+    open_store,
+    open_toolbox,
+)
 
 from .service import build_agents, build_llm_client
 from .settings import Settings
@@ -62,11 +69,17 @@ async def _check_database(settings: Settings, out: TextIO) -> list[str]:
     try:
         await store.open()
         version = await store.schema_version()
+        ttl = settings.orch_lease_ttl_s
+        replicas = await store.replicas(ttl) if isinstance(store, ReplicaStore) else None
     except StoreError as err:
         return [f"DATABASE_URL: {err.reason}"]
     finally:
         await store.close()
     print(f"database: {store.where}, schema v{version}", file=out)
+    if replicas is not None:
+        print(f"replicas: {len(replicas)} live", file=out)
+        for r in replicas:
+            print(f"replica {r.id}: {r.host} pid {r.pid}, beat {r.beat_age_s:.1f}s ago", file=out)
     return []
 
 

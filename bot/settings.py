@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator import HandsConfig, OrchestratorConfig, Redactor, SandboxMode, load_hands
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     orch_notify_user_mentions: bool = False
     orch_planning_timeout_s: float = Field(600.0, gt=0)
     orch_mcp_config: str | None = None  # the hands file: MCP servers and coding agents
+    # Replicas on PostgreSQL: a heartbeat this often; older than the lease, a replica is dead.
+    orch_heartbeat_s: float = Field(5.0, gt=0)
+    orch_lease_ttl_s: float = Field(30.0, gt=0)
 
     @field_validator("orch_approvers", "orch_allowed_teams", "orch_shell_allow", mode="before")
     @classmethod
@@ -64,6 +67,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_default(cls, value: Any) -> Any:
         return value or None
+
+    @model_validator(mode="after")
+    def _beats_within_half_a_lease(self) -> Settings:
+        # A replica stops work once its last good beat is half a lease old: two beats must fit.
+        if self.orch_heartbeat_s * 2 >= self.orch_lease_ttl_s:
+            raise ValueError(
+                "ORCH_HEARTBEAT_S must be under half of ORCH_LEASE_TTL_S "
+                f"({self.orch_heartbeat_s:g}s against {self.orch_lease_ttl_s:g}s)"
+            )
+        return self
 
     @property
     def is_socket_mode(self) -> bool:
@@ -87,6 +100,8 @@ class Settings(BaseSettings):
             shell_sandbox=SandboxMode(self.orch_shell_sandbox),
             approvers=self.orch_approvers,
             redactor=self.redactor(),
+            heartbeat_s=self.orch_heartbeat_s,
+            lease_ttl_s=self.orch_lease_ttl_s,
         )
 
     def hands(self) -> HandsConfig:

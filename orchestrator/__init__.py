@@ -31,6 +31,7 @@ from ._events import (
     TaskSubmitted,
 )
 from ._hands import HandsConfig, McpServerConfig, load_hands
+from ._heartbeat import Replica, ReplicaStore
 from ._llm import LLM
 from ._models import Completion, Step, Task, Transition
 from ._orchestrator import Orchestrator
@@ -75,6 +76,8 @@ __all__ = [
     "PlanValidationError",
     "PlanningError",
     "Redactor",
+    "Replica",
+    "ReplicaStore",
     "SandboxMode",
     "ServerStatus",
     "ShellRefusedError",

@@ -39,6 +39,10 @@ class OrchestratorConfig:
     approvers: frozenset[str] = field(default_factory=frozenset)
     # Masks the caller's secrets (tokens, keys) out of every step output and reason it stores.
     redactor: Redactor = field(default_factory=Redactor)
+    # Replicas sharing a PostgreSQL database: each beats this often, and one whose last beat
+    # is older than the lease is taken for dead.
+    heartbeat_s: float = 5.0
+    lease_ttl_s: float = 30.0
 
     @property
     def is_shell_enabled(self) -> bool:

@@ -17,6 +17,7 @@ from ._config import OrchestratorConfig
 from ._errors import NotAllowedError, NotPendingError, OrchestratorError
 from ._events import Event, EventBus, PhaseChanged, TaskFinished, TaskSubmitted
 from ._executor import Executor
+from ._heartbeat import Heartbeat, ReplicaStore
 from ._llm import LLM
 from ._models import SYSTEM, Task, Transition
 from ._phases import Phase, check_phase
@@ -77,6 +78,7 @@ class Orchestrator:
         )
         self._planning: dict[str, asyncio.Task[None]] = {}
         self._is_closing = False
+        self._heartbeat: Heartbeat | None = None
 
     async def start(self) -> None:
         """Find the shell isolation, open the store, pick up every task left unfinished.
@@ -86,6 +88,9 @@ class Orchestrator:
         log.info("shell steps: %s", self._actions.isolation.description)
         await self._actions.agents.start()
         await self._store.open()
+        if isinstance(self._store, ReplicaStore):
+            self._heartbeat = Heartbeat(self._store, self.config.heartbeat_s)
+            await self._heartbeat.start()
         for task in await self._store.list_unclosed():
             await self._finish(task.id)  # ended, but a crash came before its steps were closed
         for task in await self._store.list_tasks(phases=(Phase.PLANNING, Phase.EXECUTING)):
@@ -102,6 +107,8 @@ class Orchestrator:
             planning.cancel()
         await asyncio.gather(*self._planning.values(), return_exceptions=True)
         await self._executor.shutdown()
+        if self._heartbeat is not None:
+            await self._heartbeat.stop()
         await self._store.close()
 
     @property

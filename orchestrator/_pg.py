@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -22,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import _rows
 from ._errors import DuplicateMessageError, StoreError, TaskNotFoundError
+from ._heartbeat import Replica
 from ._models import Closing, Step, Task, Transition
 from ._pg_schema import MIGRATIONS
 from ._phases import Phase, StepState
@@ -64,6 +68,7 @@ class PgStore:
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._writes: set[asyncio.Task[Any]] = set()
+        self.replica_id = uuid.uuid4().hex[:12]
 
     @property
     def where(self) -> str:
@@ -101,6 +106,31 @@ class PgStore:
         """The schema version the database is at."""
         rows = await self._fetch("SELECT version FROM schema_version", ())
         return int(rows[0][0])
+
+    async def beat(self) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO replicas (id, host, pid) VALUES (%s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET beat_at = clock_timestamp()",
+                (self.replica_id, socket.gethostname(), os.getpid()),
+            )
+
+        await self._write(op)
+
+    async def leave(self) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute("DELETE FROM replicas WHERE id = %s", (self.replica_id,))
+
+        await self._write(op)
+
+    async def replicas(self, ttl_s: float) -> list[Replica]:
+        rows = await self._fetch(
+            "SELECT id, host, pid, EXTRACT(EPOCH FROM clock_timestamp() - beat_at)::float8 "
+            "FROM replicas WHERE beat_at > clock_timestamp() - make_interval(secs => %s) "
+            "ORDER BY started_at, id",
+            (ttl_s,),
+        )
+        return [Replica(*row) for row in rows]
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:

@@ -79,4 +79,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_unsent ON outbox (task_id, seq) WHERE version > sent_version;
     """,
+    # v2: replicas, each with the database time of its last heartbeat.
+    """
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+        beat_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+    );
+    """,
 )

@@ -19,10 +19,11 @@ from bot.check import run_check
 from bot.settings import Settings, SettingsError, load_settings
 from orchestrator import SandboxMode
 from orchestrator._sandbox import SAFE_PATH
-from tests.conftest import bot_settings
+from tests.conftest import StartBot, bot_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 from tests.helpers import bwrap_works
+from tests.postgres import BACKEND
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,6 +90,21 @@ def test_the_sandbox_and_the_planning_budget_reach_the_library(
     config = load_settings(_env_file=None).orchestrator_config()
     assert config.shell_sandbox is SandboxMode.NONE
     assert config.planning_timeout_s == 42
+
+
+def test_the_heartbeat_and_lease_reach_the_library_and_two_beats_must_fit_half_a_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCH_HEARTBEAT_S", "2")
+    monkeypatch.setenv("ORCH_LEASE_TTL_S", "10")
+    config = load_settings(_env_file=None).orchestrator_config()
+    assert (config.heartbeat_s, config.lease_ttl_s) == (2, 10)
+    monkeypatch.setenv("ORCH_HEARTBEAT_S", "5")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    assert "ORCH_HEARTBEAT_S must be under half of ORCH_LEASE_TTL_S (5s against 10s)" in str(
+        caught.value
+    )
 
 
 def test_a_malformed_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,6 +201,21 @@ async def test_check_reaches_slack_and_lists_the_models_once(
     assert re.search(shown, out.getvalue(), re.MULTILINE)
     assert out.getvalue().rstrip().endswith("all good")
     assert [c.method for c in fake_slack.calls] == ["auth.test"]
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="replicas share PostgreSQL (its own pass)")
+async def test_check_lists_the_live_replicas_and_is_not_one_itself(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    settings = bot_settings(fake_slack, fake_openai, tmp_path)
+    out = io.StringIO()
+    assert await run_check(settings, out) == 0
+    assert "replicas: 0 live" in out.getvalue()
+    await start_bot()
+    out = io.StringIO()
+    assert await run_check(settings, out) == 0
+    assert "replicas: 1 live" in out.getvalue()
+    assert re.search(r"^replica [0-9a-f]{12}: .+ pid \d+, beat \d+\.\ds ago$", out.getvalue(), re.M)
 
 
 @pytest.mark.parametrize(
