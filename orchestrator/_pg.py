@@ -253,7 +253,7 @@ class PgStore:
         reason: str | None,
         outbox: Sequence[str] = (),
     ) -> bool:
-        row = (new.value, reason, time.time(), task_id, old.value)
+        row = _rows.set_phase_values(task_id, old, new, reason, time.time())
         return await self._write(lambda conn: _set_phase(conn, row, actor, outbox))
 
     async def save_plan(
@@ -288,8 +288,8 @@ class PgStore:
             await _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
             await _touch(conn, task_id, outbox)
             if phase is not None:  # the row is locked since the read above: it is set
-                old, new = phase
-                await _set_phase(conn, (new.value, None, now, task_id, old.value), actor, ())
+                moved = _rows.set_phase_values(task_id, *phase, None, now)
+                await _set_phase(conn, moved, actor, ())
             return True
 
         return await self._write(op)
@@ -311,8 +311,7 @@ class PgStore:
         decision: str | None = None,
         outbox: Sequence[str] = (),
     ) -> bool:
-        started = 1 if new is StepState.RUNNING else 0
-        row = (new.value, reason, output, attempts, confirm_deadline, asks, tokens, started)
+        row = _rows.set_step_values(new, reason, output, attempts, confirm_deadline, asks, tokens)
         key = (task_id, step_id, old.value)
         return await self._write(lambda conn: _set_step(conn, row, key, actor, decision, outbox))
 
@@ -333,7 +332,7 @@ class PgStore:
         outbox: Sequence[str] = (),
         has_outbox: bool = False,
     ) -> list[Transition] | None:
-        row = (new.value, reason, time.time(), task_id, old.value)
+        row = _rows.set_phase_values(task_id, old, new, reason, time.time())
 
         async def op(conn: Conn) -> list[Transition] | None:
             if not await _set_phase(conn, row, actor, outbox):

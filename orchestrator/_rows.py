@@ -51,6 +51,29 @@ SET_STEP = (
     "tokens = tokens + ?, runs = runs + ? "
     "WHERE task_id = ? AND id = ? AND state = ?"
 )
+
+
+def set_phase_values(
+    task_id: str, old: Phase, new: Phase, reason: str | None, at: float
+) -> tuple[Any, ...]:
+    """SET_PHASE's values: the new phase, why, when; where the task is in the old one."""
+    return (new.value, reason, at, task_id, old.value)
+
+
+def set_step_values(
+    new: StepState,
+    reason: str | None,
+    output: str | None,
+    attempts: int | None,
+    confirm_deadline: float | None,
+    asks: int | None,
+    tokens: int,
+) -> tuple[Any, ...]:
+    """SET_STEP's values up to its key (task, step, old state); a move to running is a run."""
+    started = 1 if new is StepState.RUNNING else 0
+    return (new.value, reason, output, attempts, confirm_deadline, asks, tokens, started)
+
+
 LOG = (
     "INSERT INTO transitions (task_id, step_id, kind, old, new, actor, reason, at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

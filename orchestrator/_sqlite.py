@@ -191,7 +191,7 @@ class SqliteStore:
         reason: str | None,
         outbox: Sequence[str] = (),
     ) -> bool:
-        row = (new.value, reason, time.time(), task_id, old.value)
+        row = _rows.set_phase_values(task_id, old, new, reason, time.time())
         return await self._w.submit(_set_phase, row, actor, outbox)
 
     async def save_plan(
@@ -223,8 +223,7 @@ class SqliteStore:
             _log(conn, task_id, None, "plan", None, f"v{plan_version}", actor, reason)
             _touch(conn, task_id, outbox)
             if phase is not None:  # the row was read above, in this transaction: it is set
-                old, new = phase
-                _set_phase(conn, (new.value, None, now, task_id, old.value), actor, ())
+                _set_phase(conn, _rows.set_phase_values(task_id, *phase, None, now), actor, ())
             return True
 
         return await self._w.submit(op)
@@ -246,8 +245,7 @@ class SqliteStore:
         decision: str | None = None,
         outbox: Sequence[str] = (),
     ) -> bool:
-        started = 1 if new is StepState.RUNNING else 0
-        row = (new.value, reason, output, attempts, confirm_deadline, asks, tokens, started)
+        row = _rows.set_step_values(new, reason, output, attempts, confirm_deadline, asks, tokens)
         key = (task_id, step_id, old.value)
         return await self._w.submit(_set_step, row, key, actor, decision, outbox)
 
@@ -268,7 +266,7 @@ class SqliteStore:
         outbox: Sequence[str] = (),
         has_outbox: bool = False,
     ) -> list[Transition] | None:
-        row = (new.value, reason, time.time(), task_id, old.value)
+        row = _rows.set_phase_values(task_id, old, new, reason, time.time())
         return await self._w.submit(_end, row, actor, outbox, closing, has_outbox)
 
     async def list_unclosed(self) -> list[Task]:
